@@ -1,0 +1,231 @@
+"""The one HTTP choke point: retries, backoff, rate limits, timeouts, error translation, call counting.
+
+Every request either client makes goes through :meth:`HttpClient.request`. It retries timeouts,
+connection errors, HTTP 429 (honouring ``Retry-After`` when the server sends it) and 5xx with exponential
+backoff and jitter, a bounded number of times, logging each retry as ``http.retry``. Any other status is
+returned to the caller, who knows what the body means. When retries run out the failure becomes a
+:class:`~reconciler.errors.TransientApiError`.
+
+Tests build the policy with :meth:`RetryPolicy.no_waits` and may pass their own ``sleep`` to record
+the waits that would have been taken.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from reconciler.errors import PermanentApiError, ProtocolError, StopRequested, TransientApiError
+from reconciler.logs import event
+
+__all__ = [
+    "CallStats",
+    "HttpClient",
+    "RetryPolicy",
+    "RetryableStatus",
+    "json_body",
+    "raise_for_status",
+    "short_error",
+]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: ``attempts`` in all, waits from ``initial_wait`` doubling up to ``max_wait``."""
+
+    attempts: int = 5
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+    jitter: float = 1.0
+    max_retry_after: float = 300.0
+
+    @classmethod
+    def no_waits(cls, attempts: int = 3) -> RetryPolicy:
+        """For tests: the same retries, with every wait (including ``Retry-After``) zero."""
+        return cls(attempts=attempts, initial_wait=0, max_wait=0, jitter=0, max_retry_after=0)
+
+
+@dataclass
+class CallStats:
+    """API calls and failed calls per endpoint label; one instance is shared by both clients."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, endpoint: str, *, failed: bool) -> None:
+        with self._lock:
+            self.calls[endpoint] += 1
+            if failed:
+                self.errors[endpoint] += 1
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.calls)
+
+
+class RetryableStatus(Exception):
+    """Raised inside the retry loop for a 429/5xx answer (or by an auth flow for a throttled token)."""
+
+    def __init__(self, endpoint: str, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.endpoint = endpoint
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableStatus | httpx.TimeoutException | httpx.TransportError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RetryableStatus):
+        return str(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timeout ({type(exc).__name__})"
+    return f"connection error ({type(exc).__name__})"
+
+
+class HttpClient:
+    """Wraps an ``httpx.Client`` (built by the caller, with its transport, auth and timeout)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        policy: RetryPolicy | None = None,
+        stats: CallStats | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.policy = policy or RetryPolicy()
+        self.stats = stats if stats is not None else CallStats()
+        self._stop = stop or threading.Event()
+        self._sleep = sleep or self._interruptible_sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.policy.initial_wait, max=self.policy.max_wait, jitter=self.policy.jitter
+        )
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise StopRequested("stop requested while waiting to retry")
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.max_retry_after)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, endpoint: str) -> Callable[[RetryCallState], None]:
+        def log(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            event(
+                "http.retry",
+                "WARNING",
+                endpoint=endpoint,
+                attempt=state.attempt_number,
+                wait=round(wait, 2),
+                reason=_describe(exc) if exc else "?",
+            )
+
+        return log
+
+    def request(self, endpoint: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send one logical request; returns any answer that is not 429/5xx; raises ``ApiError``."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep(endpoint),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, endpoint, method, url, **kwargs)
+        except RetryableStatus as exc:
+            raise TransientApiError(endpoint, exc.message, exc.status) from None
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise TransientApiError(endpoint, _describe(exc)) from None
+
+    def _attempt(self, endpoint: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError):
+            self.stats.record(endpoint, failed=True)
+            raise
+        except RetryableStatus:
+            self.stats.record(endpoint, failed=True)
+            raise
+        failed = response.status_code >= 400
+        self.stats.record(endpoint, failed=failed)
+        if response.status_code in RETRY_STATUSES or response.status_code >= 500:
+            raise RetryableStatus(
+                endpoint,
+                response.status_code,
+                short_error(response),
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return response
+
+
+def short_error(response: httpx.Response) -> str:
+    """A one-line description of an error answer: the API's own code/message when it sent JSON."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        text = response.text.strip().replace("\n", " ")
+        return text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        code = body.get("code") or body.get("Code") or body.get("error") or ""
+        message = body.get("message") or body.get("Message") or ""
+        joined = " ".join(str(x) for x in (code, message) if x)
+        return joined or json.dumps(body)[:200]
+    return json.dumps(body)[:200]
+
+
+def json_body(response: httpx.Response, endpoint: str) -> Any:
+    """The decoded JSON of a successful answer; a malformed or empty one is a ProtocolError."""
+    if response.status_code == 204 or not response.content:
+        raise ProtocolError(endpoint, "empty answer where a JSON body was expected", response.status_code)
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        raise ProtocolError(endpoint, "malformed JSON in the answer", response.status_code) from None
+
+
+def raise_for_status(response: httpx.Response, endpoint: str) -> None:
+    """Turn a 4xx answer into a PermanentApiError naming the API's error code."""
+    if response.status_code >= 400:
+        raise PermanentApiError(endpoint, short_error(response), response.status_code)

@@ -1,0 +1,560 @@
+"""The planner: PURE. (Zoho deals, SI exports, the store's view, the mapping) -> a :class:`Plan`.
+
+No I/O happens here and nothing here imports a client, the store or httpx: ``plan`` (the dry run) prints
+exactly what ``run-once`` would apply, and the planner can be tested and benchmarked on plain data.
+
+For each deal/project pair and each mapped field the planner compares both sides, in Zoho space, with
+the snapshot taken when the pair last agreed. A side *changed* when its value differs from its snapshot;
+our own writes are recorded in the snapshot, so they never echo back. While an update we sent to SI is
+still pending there (``snapshot.pending``), an SI export showing another value for that field is stale,
+not a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reconciler.mapping import (
+    FieldMap,
+    Mapping,
+    canonical,
+    render_template,
+    to_si_json,
+    to_zoho_json,
+    zoho_column,
+)
+from reconciler.model import (
+    Ack,
+    Action,
+    AddNote,
+    Conflict,
+    CreateProject,
+    Deal,
+    FieldChange,
+    IntentState,
+    LinkState,
+    Park,
+    Plan,
+    PublishOutcome,
+    Settle,
+    SiExport,
+    Snapshot,
+    UpdateDeal,
+    UpdateProject,
+)
+
+__all__ = ["GUID_NAMESPACE", "World", "digest", "plan", "project_guid", "zoho_canon"]
+
+# Our Guid for a deal's SI project is derived from the deal id, so a publish retried after any crash (or
+# after the store was lost) targets the same project: SI updates a project whose Id it already has.
+GUID_NAMESPACE = uuid.UUID("6f1c2a4e-1d0b-4c55-9a57-52d1f0c0a7e1")
+TITLE_MAX = 120
+CONTENT_MAX = 65535
+STATUS_MAX = 255
+REFERENCE_PREFIX = "[zohosi-ref "
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the planner looks at; built by the service from the APIs and the store."""
+
+    deals: Sequence[Deal] = ()
+    exports: Sequence[SiExport] = ()
+    links: AbcMapping[str, LinkState] = field(default_factory=dict)
+    snapshots: AbcMapping[str, Snapshot] = field(default_factory=dict)
+    intents: AbcMapping[str, IntentState] = field(default_factory=dict)
+    publish_outcomes: AbcMapping[str, PublishOutcome] = field(default_factory=dict)
+    full: bool = False
+
+
+def digest(value: Any) -> str:
+    """A short stable hash of JSON-able data (snapshot and input hashes)."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def project_guid(deal_id: str) -> str:
+    return str(uuid.uuid5(GUID_NAMESPACE, deal_id))
+
+
+def note_reference(project_id: str, co_number: str, co_status: str) -> str:
+    """The line that ends every change-order note; it makes the note's identity recoverable."""
+    return f"{REFERENCE_PREFIX}note:{project_id}:{co_number}:{co_status}]"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def zoho_canon(deal: Deal, mapping: Mapping) -> dict[str, Any]:
+    """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
+    by_path = {f.zoho: f for f in mapping.fields}
+    canon: dict[str, Any] = {}
+    for path in mapping.zoho_paths():
+        raw = deal.values.get(zoho_column(path))
+        if path == mapping.flag_field:
+            canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False
+        elif path in by_path:
+            try:
+                canon[path] = by_path[path].from_zoho(raw)
+            except ValueError as exc:
+                raise ValueError(f"deal {deal.id}: field {path}: {exc}") from None
+        else:
+            canon[path] = None if raw in (None, "") else str(raw)
+    return canon
+
+
+def plan(world: World, mapping: Mapping, *, max_writes: int = 500, force: bool = False) -> Plan:
+    """Decide what this cycle does. Pure: same input, same plan."""
+    return _Planner(world, mapping).run(max_writes=max_writes, force=force)
+
+
+class _Planner:
+    def __init__(self, world: World, mapping: Mapping) -> None:
+        self.w = world
+        self.m = mapping
+        self.actions: list[Action] = []
+        self.settles: list[Settle] = []
+        self.unknown: list[SiExport] = []
+        self.by_project = {link.project_id: link for link in world.links.values()}
+        self.exports: dict[str, list[SiExport]] = defaultdict(list)
+        for export in sorted(world.exports, key=lambda e: e.published_ms):
+            self.exports[export.project_id].append(export)
+
+    # ---- driver -----------------------------------------------------------------------------------
+
+    def run(self, *, max_writes: int, force: bool) -> Plan:
+        fetched: dict[str, Deal] = {deal.id: deal for deal in self.w.deals}
+        pairs: dict[str, tuple[LinkState, dict[str, Any] | None, str | None]] = {}
+        in_flight: set[str] = set()
+
+        for deal_id in sorted(fetched):
+            deal = fetched[deal_id]
+            try:
+                canon = zoho_canon(deal, self.m)
+            except ValueError as exc:
+                self._park(f"deal:{deal.id}", deal.id, None, str(exc), digest(dict(deal.values)))
+                continue
+            zoho_hash = digest(canon)
+            link = self.w.links.get(deal.id)
+            link_value = canon[self.m.link_field]
+            flagged = bool(canon[self.m.flag_field])
+            if link is None and link_value:
+                # The deal names its project but the store does not know it (store lost, or a crash right
+                # after the write-back): adopt the link rather than publishing again.
+                link = LinkState(deal_id=deal.id, project_id=str(link_value), publish_status="imported")
+            if link is None:
+                if flagged:
+                    in_flight.add(deal.id)
+                    self._create(deal, canon, zoho_hash)
+                continue
+            if link_value and link_value != link.project_id:
+                self._park(
+                    f"link:deal:{deal.id}",
+                    deal.id,
+                    link.project_id,
+                    f"deal {deal.id}: {self.m.link_field} holds {link_value} but the deal is linked to "
+                    f"SI project {link.project_id}; put the right id back in Zoho",
+                    zoho_hash,
+                )
+                continue
+            if not flagged:
+                if link.active:
+                    reason = (
+                        f"{self.m.flag_field} was unticked in Zoho: syncing stopped (nothing deleted in SI)"
+                    )
+                    self.settles.append(
+                        Settle(
+                            deal.id,
+                            link.project_id,
+                            (),
+                            link=replace(link, active=False, inactive_reason=reason),
+                        )
+                    )
+                continue
+            if not link.active:
+                link = replace(link, active=True, inactive_reason=None)
+            pairs[deal.id] = (link, canon, zoho_hash)
+
+        for project_id, exports in self.exports.items():
+            link = self.by_project.get(project_id)
+            if link is None:
+                integration = exports[-1].integration_id
+                if integration not in in_flight:
+                    self.unknown.append(exports[-1])
+                continue
+            if link.deal_id in pairs:
+                continue
+            if link.deal_id in fetched:
+                continue  # fetched but parked, unflagged or mislinked: handled above
+            if not link.active:
+                self.settles.append(Settle(link.deal_id, project_id, (), acks=self._acks(exports)))
+                continue
+            pairs[link.deal_id] = (link, None, None)
+
+        for link in self.w.links.values():
+            if (
+                link.deal_id not in pairs
+                and link.deal_id not in fetched
+                and link.active
+                and link.message_id in self.w.publish_outcomes
+                and link.publish_status == "pending"
+            ):
+                pairs[link.deal_id] = (link, None, None)
+
+        if self.w.full:
+            self._missing_from_full_read(fetched)
+
+        for deal_id in sorted(pairs):
+            self._pair(*pairs[deal_id])
+
+        result = Plan(
+            actions=tuple(self.actions),
+            settles=tuple(self.settles),
+            unknown=tuple(self.unknown),
+            full=self.w.full,
+        )
+        refused = self._guard(result, len(fetched), max_writes=max_writes, force=force)
+        return replace(result, refused=refused) if refused else result
+
+    def _guard(self, result: Plan, fetched: int, *, max_writes: int, force: bool) -> str | None:
+        if force:
+            return None
+        if self.w.full and fetched == 0 and len(self.w.links) >= 10:
+            return (
+                "refused: a full read returned no flagged or linked deal from Zoho while "
+                f"{len(self.w.links)} deals are linked; that looks like an API or mapping problem, "
+                "so nothing was changed. If it is real, run: reconciler run-once --full --force"
+            )
+        writes = result.writes()
+        if writes > max_writes:
+            return (
+                f"refused: this plan writes {writes} records, more than RECONCILER_MAX_WRITES={max_writes}; "
+                "nothing was changed. Review it with `reconciler plan`, then run: reconciler run-once --force"
+            )
+        return None
+
+    def _missing_from_full_read(self, fetched: AbcMapping[str, Deal]) -> None:
+        for link in self.w.links.values():
+            if link.deal_id not in fetched and link.active:
+                reason = (
+                    f"deal no longer flagged or linked in Zoho ({self.m.link_field} cleared or deal deleted)"
+                )
+                self.settles.append(
+                    Settle(
+                        link.deal_id,
+                        link.project_id,
+                        (),
+                        link=replace(link, active=False, inactive_reason=reason),
+                    )
+                )
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def _is_parked(self, key: str, input_hash: str) -> bool:
+        intent = self.w.intents.get(key)
+        return intent is not None and intent.status == "parked" and intent.input_hash == input_hash
+
+    def _park(
+        self, key: str, deal_id: str | None, project_id: str | None, message: str, input_hash: str
+    ) -> None:
+        if not self._is_parked(key, input_hash):
+            self.actions.append(Park(key, deal_id, project_id, message, input_hash))
+
+    @staticmethod
+    def _acks(exports: Sequence[SiExport]) -> tuple[Ack, ...]:
+        newest: dict[str | None, int] = {}
+        for export in exports:
+            newest[export.co_number] = max(newest.get(export.co_number, 0), export.published_ms)
+        return tuple(Ack(exports[0].project_id, co, ms) for co, ms in newest.items())
+
+    # ---- create -----------------------------------------------------------------------------------
+
+    def _create(self, deal: Deal, canon: AbcMapping[str, Any], zoho_hash: str) -> None:
+        key = f"create:deal:{deal.id}"
+        if self._is_parked(key, zoho_hash):
+            return
+        body: dict[str, Any] = {}
+        for si_name, path in self.m.create:
+            raw = deal.values.get(zoho_column(path))
+            if raw in (None, ""):
+                if si_name.lower() in ("name", "client"):
+                    self._park(
+                        key,
+                        deal.id,
+                        None,
+                        f"deal {deal.id}: field {path} is empty (SI requires {si_name})",
+                        zoho_hash,
+                    )
+                    return
+                continue
+            try:
+                body[si_name] = to_si_json(raw, si_name.lower())
+            except ValueError as exc:
+                self._park(key, deal.id, None, f"deal {deal.id}: field {path}: {exc}", zoho_hash)
+                return
+        for si_name, value in self.m.create_constants:
+            body.setdefault(si_name, value)
+        intent = self.w.intents.get(key)
+        guid = str((intent.payload or {}).get("guid") or "") if intent else ""
+        guid = guid or project_guid(deal.id)
+        body["Id"] = guid
+        body["IntegrationProjectId"] = deal.id
+        self.actions.append(CreateProject(key, deal.id, guid, body, zoho_hash))
+
+    # ---- linked pairs -----------------------------------------------------------------------------
+
+    def _pair(self, link: LinkState, canon: dict[str, Any] | None, zoho_hash: str | None) -> None:
+        deal_id, project_id = link.deal_id, link.project_id
+        exports = self.exports.get(project_id, [])
+        snap = self.w.snapshots.get(deal_id) or Snapshot(deal_id)
+        acks = self._acks(exports) if exports else ()
+        keys: list[str] = []
+        resolved: list[str] = []
+        extra: list[FieldChange] = []
+        record: dict[str, Any] = {}
+
+        if (
+            canon is not None
+            and zoho_hash == snap.zoho_hash
+            and not exports
+            and link == self.w.links.get(deal_id)
+            and link.message_id not in self.w.publish_outcomes
+        ):
+            return  # nothing moved on either side
+
+        # The deal must carry its project id (a crash between publish and write-back, or a human cleared it).
+        if canon is not None and not canon[self.m.link_field]:
+            extra.append(FieldChange(self.m.link_field, None, project_id))
+            record[self.m.link_field] = project_id
+        outcome = self.w.publish_outcomes.get(link.message_id or "")
+        if outcome is not None and link.publish_status == "pending":
+            if outcome.status_id == 2:
+                link = replace(link, publish_status="imported", publish_error=None)
+                status_text = "In SI"
+            else:
+                error = outcome.error or "no reason given"
+                link = replace(link, publish_status="failed", publish_error=error)
+                status_text = _truncate(f"SI import failed: {error}", STATUS_MAX)
+            if self.m.status_field:
+                old = canon.get(self.m.status_field) if canon else None
+                if old != status_text:
+                    extra.append(FieldChange(self.m.status_field, old, status_text))
+                    record[self.m.status_field] = status_text
+
+        zoho_now = {f.zoho: canon[f.zoho] for f in self.m.fields} if canon is not None else dict(snap.zoho)
+        si_seen, bad = self._si_values(project_id, deal_id, exports)
+        if bad is not None:
+            park_key = f"si:project:{project_id}"
+            self._park(park_key, deal_id, project_id, bad, digest([dict(e.values) for e in exports]))
+            self.settles.append(Settle(deal_id, project_id, (), acks=acks, link=link))
+            self._notes(link, exports)
+            return
+
+        pending = {
+            k: v for k, v in snap.pending.items() if v.get("message_id") not in self.w.publish_outcomes
+        }
+        new_zoho = {**snap.zoho, **zoho_now}
+        new_si = dict(snap.si)
+        zoho_changes: list[FieldChange] = list(extra)
+        si_changes: list[FieldChange] = []
+        for f in self.m.fields:
+            self._field(
+                f,
+                snap,
+                zoho_now,
+                si_seen,
+                pending,
+                new_zoho,
+                new_si,
+                zoho_changes,
+                si_changes,
+                resolved,
+                deal_id,
+                project_id,
+                keys,
+            )
+
+        for change in zoho_changes[len(extra) :]:
+            fmap = next(f for f in self.m.fields if f.zoho == change.field)
+            record[change.field] = to_zoho_json(change.new, fmap.zoho_type)
+        if record:
+            key = f"update:deal:{deal_id}"
+            input_hash = digest(record)
+            if not self._is_parked(key, input_hash):
+                self.actions.append(
+                    UpdateDeal(
+                        key, deal_id, project_id, tuple(zoho_changes), {"id": deal_id, **record}, input_hash
+                    )
+                )
+            keys.append(key)
+        if si_changes:
+            key = f"update:project:{project_id}"
+            fields = tuple(
+                (fmap.si_field_id or 0, fmap.si_value(change.new))
+                for change in si_changes
+                for fmap in self.m.fields
+                if fmap.zoho == change.field
+            )
+            input_hash = digest(fields)
+            if not self._is_parked(key, input_hash):
+                self.actions.append(
+                    UpdateProject(key, deal_id, project_id, tuple(si_changes), fields, input_hash)
+                )
+            keys.append(key)
+            for change in si_changes:
+                pending[change.field] = {"value": change.new, "message_id": None}
+
+        if canon is not None:
+            after = dict(canon)
+            after.update({c.field: c.new for c in zoho_changes})
+            new_hash: str | None = digest(after)
+        else:
+            new_hash = None
+        self.settles.append(
+            Settle(
+                deal_id,
+                project_id,
+                tuple(keys),
+                zoho=new_zoho,
+                si=new_si,
+                pending=pending,
+                zoho_hash=new_hash,
+                acks=acks,
+                link=link,
+                resolved_keys=tuple(resolved),
+            )
+        )
+        self._notes(link, exports)
+
+    def _si_values(
+        self, project_id: str, deal_id: str, exports: Sequence[SiExport]
+    ) -> tuple[dict[str, Any], str | None]:
+        """SI's current values in Zoho space, for fields this poll tells us about; or a park message."""
+        seen: dict[str, Any] = {}
+        if not exports:
+            return seen, None
+        newest = exports[-1]
+        change_orders = [e for e in exports if e.co_number is not None]
+        for f in self.m.fields:
+            source: SiExport | None = newest
+            if f.si_key.startswith("co") or f.si_key == "ischangeorder":
+                # Change-order fields come from the newest change-order message only; a base-project
+                # message carries CONumber = null, which must not wipe the deal's CO number.
+                source = change_orders[-1] if change_orders else None
+            if source is None or f.si_key not in source.values:
+                continue
+            try:
+                seen[f.zoho] = f.from_si(source.values[f.si_key])
+            except ValueError as exc:
+                return seen, f"SI project {project_id} (deal {deal_id}): field {f.si}: {exc}"
+        return seen, None
+
+    def _field(
+        self,
+        f: FieldMap,
+        snap: Snapshot,
+        zoho_now: AbcMapping[str, Any],
+        si_seen: AbcMapping[str, Any],
+        pending: dict[str, Any],
+        new_zoho: dict[str, Any],
+        new_si: dict[str, Any],
+        zoho_changes: list[FieldChange],
+        si_changes: list[FieldChange],
+        resolved: list[str],
+        deal_id: str,
+        project_id: str,
+        keys: list[str],
+    ) -> None:
+        name = f.zoho
+        z_now = zoho_now.get(name)
+        z_changed = name in zoho_now and (name not in snap.zoho or z_now != snap.zoho.get(name))
+        s_old = snap.si.get(name)
+        s_now = s_old
+        s_changed = False
+        if name in si_seen:
+            s_now = si_seen[name]
+            s_changed = name not in snap.si or s_now != s_old
+            waiting = pending.get(name)
+            if waiting is not None:
+                if s_now == waiting.get("value"):
+                    del pending[name]  # SI echoed our own update: not a change
+                    s_changed = False
+                else:
+                    s_now, s_changed = s_old, False  # an export older than our pending update: stale
+        new_si[name] = s_now
+
+        push_zoho = push_si = False
+        conflict_key = f"conflict:{deal_id}:{name}"
+        if f.direction == "si_to_zoho":
+            push_zoho = s_changed and s_now != z_now
+        elif f.direction == "zoho_to_si":
+            push_si = z_changed and z_now != s_now
+        elif z_changed and s_changed:
+            if z_now == s_now:
+                pass
+            elif f.on_conflict == "si_wins":
+                push_zoho = True
+            elif f.on_conflict == "zoho_wins":
+                push_si = True
+            else:
+                input_hash = digest([z_now, s_now])
+                if not self._is_parked(conflict_key, input_hash):
+                    self.actions.append(
+                        Conflict(conflict_key, deal_id, project_id, name, z_now, s_now, input_hash)
+                    )
+                keys.append(conflict_key)
+                return
+        elif z_changed:
+            push_si = z_now != s_now
+        elif s_changed:
+            push_zoho = s_now != z_now
+
+        open_conflict = self.w.intents.get(conflict_key)
+        if open_conflict is not None and open_conflict.status in ("parked", "retry"):
+            if push_zoho or push_si or z_now == s_now:
+                resolved.append(conflict_key)
+            elif not (z_changed or s_changed):
+                return  # still unresolved: leave both sides alone
+        if push_zoho:
+            zoho_changes.append(FieldChange(name, z_now, s_now))
+            new_zoho[name] = s_now
+        if push_si:
+            si_changes.append(FieldChange(name, s_now, z_now))
+            new_si[name] = z_now
+
+    # ---- change-order notes -----------------------------------------------------------------------
+
+    def _notes(self, link: LinkState, exports: Sequence[SiExport]) -> None:
+        planned: set[str] = set()
+        for export in exports:
+            if export.co_number is None:
+                continue
+            status = str(export.values.get("costatus") or "")
+            key = f"note:{link.project_id}:{export.co_number}:{status}"
+            intent = self.w.intents.get(key)
+            if key in planned or (intent is not None and intent.status in ("done", "parked")):
+                continue
+            planned.add(key)
+            reference = note_reference(link.project_id, export.co_number, status)
+            title = _truncate(render_template(self.m.change_order_title, export.values), TITLE_MAX)
+            body = render_template(self.m.change_order_body, export.values)
+            body = _truncate(body, CONTENT_MAX - len(reference) - 2)
+            self.actions.append(
+                AddNote(
+                    key,
+                    link.deal_id,
+                    link.project_id,
+                    export.co_number,
+                    status,
+                    title,
+                    f"{body}\n\n{reference}",
+                )
+            )

@@ -1,0 +1,251 @@
+"""``reconciler daemon``: scheduled cycles under APScheduler 3.x, with systemd's notify and watchdog.
+
+Shape of the daemon (the caller holds the :class:`~reconciler.lock.InstanceLock` around it):
+
+* one ``BlockingScheduler`` in the main thread, with **one** cycle job (interval trigger, first run at
+  start, ``max_instances=1``, ``coalesce=True``, ``misfire_grace_time`` about the interval, a little
+  jitter) on a one-thread executor, so two cycles can never overlap. ``cycle()`` itself decides between
+  a full and an incremental reconcile; an overrunning cycle makes the scheduler skip ticks, never queue
+  them.
+* a light watchdog job on its **own** one-thread executor. It sends ``WATCHDOG=1`` as long as the
+  scheduler keeps firing jobs, independent of how long a cycle waits for the APIs, because a cycle may
+  legitimately take longer than ``WatchdogSec=`` (a first full sync, a slow API, long backoffs). It stops
+  pinging only when one cycle has run for more than ``max_cycle_seconds`` (wedged), and then systemd
+  restarts the service. Sharing the cycle's executor would starve it behind any long cycle.
+* a crashing cycle is logged (``cycle.crashed``) and the next tick retries; the daemon never dies of it.
+* SIGTERM/SIGINT only set ``stop`` (nothing else is safe inside a signal handler). A watcher thread sees
+  ``stop``, sends ``STOPPING=1`` and shuts the scheduler down with ``wait=True``: the cycle notices
+  ``stop`` between actions, finishes the one in flight and returns; then :func:`run_daemon` returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from reconciler.errors import EX_FAIL, EX_OK, StopRequested
+from reconciler.logs import event
+from reconciler.model import CycleReport
+from reconciler.notify import Notifier
+
+__all__ = ["run_daemon"]
+
+CYCLE_JOB = "cycle"
+WATCHDOG_JOB = "watchdog"
+_DEFAULT_WATCHDOG_EVERY = 30.0
+
+
+class _Heartbeat:
+    """When the cycle in progress (if any) started; read by the watchdog job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: float | None = None
+        self.stall_reported = False
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = time.monotonic()
+            self.stall_reported = False
+
+    def finish(self) -> None:
+        with self._lock:
+            self._started = None
+
+    def running_for(self) -> float | None:
+        with self._lock:
+            return None if self._started is None else time.monotonic() - self._started
+
+
+class _ForwardErrors(logging.Handler):
+    """APScheduler logs through stdlib logging; pass its errors on as ``scheduler.log`` events.
+
+    Its warnings (missed runs, skipped overlapping runs) are already reported by our listeners.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event("scheduler.log", record.levelname, logger=record.name, text=record.getMessage())
+
+
+def run_daemon(
+    cycle: Callable[[], CycleReport],
+    *,
+    interval: float,
+    stop: threading.Event,
+    notifier: Notifier,
+    on_report: Callable[[CycleReport], None] | None = None,
+    jitter: float | None = None,
+    install_signals: bool = True,
+    watchdog_every: float | None = None,
+    max_cycle_seconds: float | None = None,
+) -> int:
+    """Run ``cycle`` every ``interval`` seconds (first run at once) until ``stop`` is set; return 0.
+
+    ``on_report`` gets each cycle's report (health ping, alerts, metrics); when ``cycle`` raises it gets
+    a synthesised ``failed`` report instead, so monitoring sees crashes too. Its own errors are logged
+    (``daemon.report_failed``) and ignored. ``jitter`` defaults to ``min(interval * 0.1, 30)`` seconds.
+    ``watchdog_every`` defaults to a third of ``$WATCHDOG_USEC`` (else 30 s); ``max_cycle_seconds``
+    (default ``max(12 * interval, 3600)``) is how long one cycle may run before the watchdog stops
+    vouching for it. ``install_signals`` must be False when not called from the main thread.
+    """
+    if interval <= 0:
+        raise ValueError("interval must be positive")
+    jitter = min(interval * 0.1, 30.0) if jitter is None else jitter
+    watchdog_every = watchdog_every or notifier.watchdog_interval or _DEFAULT_WATCHDOG_EVERY
+    max_cycle_seconds = max_cycle_seconds or max(12 * interval, 3600.0)
+    beat = _Heartbeat()
+
+    def cycle_job() -> None:
+        if stop.is_set():
+            return
+        beat.start()
+        started = time.time()
+        notifier.status("cycle running")
+        try:
+            report = cycle()
+        except StopRequested:
+            event("cycle.interrupted")
+            notifier.status("cycle interrupted by stop")
+            return
+        except Exception as exc:  # a crash must never kill the daemon: the next tick retries
+            event(
+                "cycle.crashed",
+                "ERROR",
+                error=repr(exc),
+                traceback="".join(traceback.format_exception(exc)),
+            )
+            report = CycleReport(
+                mode="daemon",
+                outcome="failed",
+                exit_code=EX_FAIL,
+                started_at=started,
+                ended_at=time.time(),
+                message=f"crashed: {type(exc).__name__}",
+            )
+        finally:
+            beat.finish()
+        notifier.status(report.summary())
+        if on_report is not None:
+            try:
+                on_report(report)
+            except Exception as exc:  # monitoring must not break the daemon either
+                event("daemon.report_failed", "ERROR", error=repr(exc))
+
+    def watchdog_job() -> None:
+        running_for = beat.running_for()
+        if running_for is not None and running_for > max_cycle_seconds:
+            if not beat.stall_reported:
+                beat.stall_reported = True
+                event("daemon.cycle_stalled", "ERROR", running_for=round(running_for))
+            return  # no ping: systemd's WatchdogSec= restarts the wedged service
+        notifier.watchdog()
+
+    scheduler = BlockingScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(1), WATCHDOG_JOB: ThreadPoolExecutor(1)},
+    )
+    scheduler.add_job(
+        cycle_job,
+        "interval",
+        seconds=interval,
+        jitter=jitter or None,
+        id=CYCLE_JOB,
+        name="reconcile",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, math.ceil(interval)),
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        watchdog_job,
+        "interval",
+        seconds=watchdog_every,
+        id=WATCHDOG_JOB,
+        name="watchdog",
+        executor=WATCHDOG_JOB,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
+    received: list[int] = []
+
+    def shut_down() -> None:
+        stop.wait()
+        event("daemon.stopping", signal=signal.Signals(received[0]).name if received else None)
+        notifier.stopping()
+        notifier.status("stopping: finishing the action in flight")
+        try:
+            # No new job may start while we wait for the one in flight: pause, and drop the jobs in
+            # case the main loop is already past its pause check.
+            scheduler.pause()
+            scheduler.remove_all_jobs()
+            scheduler.shutdown(wait=True)
+        except SchedulerNotRunningError:
+            pass
+
+    watcher = threading.Thread(target=shut_down, name="reconciler-stop", daemon=True)
+
+    def on_event(ev: Any) -> None:
+        if ev.code == EVENT_SCHEDULER_STARTED:
+            watcher.start()
+            notifier.ready()
+            event("daemon.started", interval=interval, jitter=jitter, watchdog_every=watchdog_every)
+        elif ev.code == EVENT_JOB_MISSED:
+            event("scheduler.job_missed", "WARNING", job=ev.job_id, scheduled=str(ev.scheduled_run_time))
+        elif ev.code == EVENT_JOB_ERROR:
+            event("scheduler.job_error", "ERROR", job=ev.job_id, error=repr(ev.exception))
+        elif ev.code == EVENT_JOB_MAX_INSTANCES:
+            # For the cycle this is an overrun (the tick is skipped, as intended); for the watchdog it
+            # means its thread is stuck, which deserves attention.
+            level = "INFO" if ev.job_id == CYCLE_JOB else "WARNING"
+            event("scheduler.job_skipped", level, job=ev.job_id, reason="previous run still going")
+
+    scheduler.add_listener(
+        on_event, EVENT_SCHEDULER_STARTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record and set: logging or locking here could deadlock with the interrupted main thread.
+        received.append(signum)
+        stop.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    if install_signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    aps_logger = logging.getLogger("apscheduler")
+    forward, propagate = _ForwardErrors(), aps_logger.propagate
+    aps_logger.addHandler(forward)
+    aps_logger.propagate = False
+    try:
+        scheduler.start()  # blocks in this thread until the watcher shuts the scheduler down
+        if watcher.is_alive():
+            watcher.join()
+    finally:
+        aps_logger.removeHandler(forward)
+        aps_logger.propagate = propagate
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    event("daemon.stopped")
+    return EX_OK
