@@ -41,7 +41,12 @@ class Redactor:
         with self._lock:
             for value in values:
                 if value and len(value) >= 4:
-                    self._secrets.add(value)
+                    # Sinks render values through repr and json.dumps, which escape quotes, backslashes
+                    # and (ASCII mode) non-ASCII: register those spellings too, or they would pass.
+                    spellings = {value, repr(value)[1:-1]}
+                    for text in list(spellings):
+                        spellings |= {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+                    self._secrets.update(spellings)
 
     def __call__(self, text: str) -> str:
         with self._lock:
@@ -62,6 +67,8 @@ def _text_line(record: dict[str, Any]) -> str:
     context = " ".join(f"{k}={_plain(v)}" for k, v in extra.items())
     time = record["time"].strftime("%Y-%m-%d %H:%M:%S")
     message = record["message"]
+    if record["exception"] is not None:
+        context += (" " if context else "") + f"exception={_plain(repr(record['exception'].value))}"
     return f"{time} {record['level'].name:<7} {message}" + (f" {context}" if context else "")
 
 

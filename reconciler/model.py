@@ -174,6 +174,8 @@ class CreateProject:
     guid: str
     body: Mapping[str, Any]
     input_hash: str
+    zoho_values: Mapping[str, Any] = field(default_factory=dict)
+    zoho_hash_after: str = ""
     kind: str = "create"
 
 

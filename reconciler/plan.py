@@ -50,7 +50,16 @@ from reconciler.model import (
     UpdateProject,
 )
 
-__all__ = ["GUID_NAMESPACE", "World", "digest", "plan", "project_guid", "zoho_canon"]
+__all__ = [
+    "GUID_NAMESPACE",
+    "QUEUED",
+    "World",
+    "digest",
+    "note_reference",
+    "plan",
+    "project_guid",
+    "zoho_canon",
+]
 
 # Our Guid for a deal's SI project is derived from the deal id, so a publish retried after any crash (or
 # after the store was lost) targets the same project: SI updates a project whose Id it already has.
@@ -59,6 +68,7 @@ TITLE_MAX = 120
 CONTENT_MAX = 65535
 STATUS_MAX = 255
 REFERENCE_PREFIX = "[zohosi-ref "
+QUEUED = "Queued for SI"
 
 
 @dataclass(frozen=True)
@@ -307,7 +317,12 @@ class _Planner:
         guid = guid or project_guid(deal.id)
         body["Id"] = guid
         body["IntegrationProjectId"] = deal.id
-        self.actions.append(CreateProject(key, deal.id, guid, body, zoho_hash))
+        after = dict(canon)
+        after[self.m.link_field] = guid
+        if self.m.status_field:
+            after[self.m.status_field] = QUEUED
+        values = {f.zoho: canon[f.zoho] for f in self.m.fields}
+        self.actions.append(CreateProject(key, deal.id, guid, body, zoho_hash, values, digest(after)))
 
     # ---- linked pairs -----------------------------------------------------------------------------
 
@@ -441,14 +456,16 @@ class _Planner:
         seen: dict[str, Any] = {}
         if not exports:
             return seen, None
-        newest = exports[-1]
+        base = [e for e in exports if e.co_number is None]
         change_orders = [e for e in exports if e.co_number is not None]
         for f in self.m.fields:
-            source: SiExport | None = newest
-            if f.si_key.startswith("co") or f.si_key == "ischangeorder":
-                # Change-order fields come from the newest change-order message only; a base-project
-                # message carries CONumber = null, which must not wipe the deal's CO number.
-                source = change_orders[-1] if change_orders else None
+            # Project fields come from the newest base-project message: a change-order message describes
+            # the change order (its Price is the CO's price). Change-order fields (CONumber, COStatus ...)
+            # come from the newest change-order message, so a base message's CONumber = null never wipes
+            # the deal's CO number.
+            is_co_field = f.si_key.startswith("co") or f.si_key == "ischangeorder"
+            group = change_orders if is_co_field else base
+            source = group[-1] if group else None
             if source is None or f.si_key not in source.values:
                 continue
             try:

@@ -307,6 +307,11 @@ class Store:
             return result
         return {row.deal_id: self._snapshot(row) for row in query}
 
+    def pending_snapshots(self) -> dict[str, Snapshot]:
+        """Snapshots with an SI update of ours still waiting in SI's queue."""
+        query = self.m.SnapshotRow.select().where(self.m.SnapshotRow.pending != "{}")
+        return {row.deal_id: self._snapshot(row) for row in query}
+
     @staticmethod
     def _snapshot(row: Any) -> Snapshot:
         return Snapshot(

@@ -1,4 +1,4 @@
-"""The daemon loop: cycles repeat, never overlap, survive crashes, and stop cleanly with systemd's protocol."""
+"""The daemon loop: cycles repeat, never overlap, survive crashes, and stop cleanly, telling systemd."""
 
 from __future__ import annotations
 
@@ -145,8 +145,10 @@ def test_cycles_never_overlap() -> None:
     assert most == 1
 
 
-def test_a_crashing_cycle_is_logged_and_the_next_tick_retries(log_lines: Callable[[], list[dict[str, object]]]) -> None:
-    """An exception escaping cycle() is logged as cycle.crashed, reported as failed, and the daemon goes on."""
+def test_a_crashing_cycle_is_logged_and_the_next_tick_retries(
+    log_lines: Callable[[], list[dict[str, object]]],
+) -> None:
+    """An exception escaping cycle() is logged (cycle.crashed), reported as failed, and the daemon goes on."""
     stop = threading.Event()
     reports: list[CycleReport] = []
     calls = 0
@@ -180,7 +182,9 @@ def test_a_crashing_cycle_is_logged_and_the_next_tick_retries(log_lines: Callabl
     assert "boom in the planner" in str(crashed[0]["error"])
 
 
-def test_a_failing_on_report_does_not_stop_the_daemon(log_lines: Callable[[], list[dict[str, object]]]) -> None:
+def test_a_failing_on_report_does_not_stop_the_daemon(
+    log_lines: Callable[[], list[dict[str, object]]],
+) -> None:
     """on_report raising (a monitoring bug) is logged and the cycles continue."""
     stop = threading.Event()
     calls = 0
@@ -192,7 +196,12 @@ def test_a_failing_on_report_does_not_stop_the_daemon(log_lines: Callable[[], li
 
     thread, result = _start(
         lambda: run_daemon(
-            _report, interval=0.2, stop=stop, notifier=Notifier(None), on_report=bad_monitor, install_signals=False
+            _report,
+            interval=0.2,
+            stop=stop,
+            notifier=Notifier(None),
+            on_report=bad_monitor,
+            install_signals=False,
         )
     )
     _wait_for(lambda: calls >= 2, "two cycles")
@@ -234,7 +243,9 @@ def test_stop_waits_for_the_cycle_in_flight(inbox: Inbox) -> None:
         return _report()
 
     thread, result = _start(
-        lambda: run_daemon(cycle, interval=0.2, stop=stop, notifier=Notifier(inbox.address), install_signals=False)
+        lambda: run_daemon(
+            cycle, interval=0.2, stop=stop, notifier=Notifier(inbox.address), install_signals=False
+        )
     )
     assert entered.wait(HANG_GUARD)
     stop.set()
@@ -349,7 +360,12 @@ def test_abstract_notify_socket_from_env() -> None:
         notifier = Notifier.from_env({"NOTIFY_SOCKET": name})
         thread, result = _start(
             lambda: run_daemon(
-                _report, interval=0.2, stop=stop, notifier=notifier, on_report=reports.append, install_signals=False
+                _report,
+                interval=0.2,
+                stop=stop,
+                notifier=notifier,
+                on_report=reports.append,
+                install_signals=False,
             )
         )
         _wait_for(lambda: len(reports) >= 1, "a cycle")

@@ -164,6 +164,15 @@ def _token_answer(response: httpx.Response, *, rejected: str) -> dict[str, Any]:
     raise ProtocolError(TOKEN_ENDPOINT, "token answer without access_token", status)
 
 
+def _lifetime(expires_in: Any) -> float:
+    """Seconds a new token lives: ``expires_in`` when it is a positive number, else Zoho's one hour."""
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError):
+        return 3600.0
+    return seconds if seconds > 0 else 3600.0
+
+
 class ZohoAuth(httpx.Auth):
     """Adds ``Authorization: Zoho-oauthtoken ...``; gets, caches and refreshes the access token.
 
@@ -193,12 +202,12 @@ class ZohoAuth(httpx.Auth):
         self._client_id = client_id
         self._client_secret = client_secret
         self._refresh_token = refresh_token or None
-        self._soid = soid
+        self._soid = soid.removeprefix("ZohoCRM.") if soid else None
         self._scope = scope
         self._cache = cache
         self._clock = clock
         redactor.add(client_secret, refresh_token)
-        grant = f"refresh:{refresh_token}" if refresh_token else f"soid:{soid}"
+        grant = f"refresh:{refresh_token}" if refresh_token else f"soid:{self._soid}"
         digest = hashlib.sha256(f"{client_id}\0{grant}".encode()).hexdigest()[:16]
         self.cache_key = f"zoho:{digest}"
 
@@ -241,8 +250,7 @@ class ZohoAuth(httpx.Auth):
         body = _token_answer(response, rejected=self._rejected_message())
         access_token: str = body["access_token"]
         redactor.add(access_token)
-        expires_in = body.get("expires_in", body.get("expires_in_sec", 3600))
-        lifetime = float(expires_in) if isinstance(expires_in, int | float | str) else 3600.0
+        lifetime = _lifetime(body.get("expires_in", body.get("expires_in_sec")))
         api_domain = body.get("api_domain")
         self._cache.note_token_issued(self.cache_key, now)
         self._cache.save_token(

@@ -212,13 +212,13 @@ class _Parser:
                 descending = self.take().lower() == "desc"
         if self.peek_word("limit"):
             self.take()
-            limit = int(self.take("num"))
+            limit = self.integer()
             if self.peek_op(","):
                 self.take()
-                offset, limit = limit, int(self.take("num"))
+                offset, limit = limit, self.integer()
         if self.peek_word("offset"):
             self.take()
-            offset = int(self.take("num"))
+            offset = self.integer()
         if self.pos < len(self.tokens):
             raise CoqlError(
                 "SYNTAX_ERROR",
@@ -226,6 +226,12 @@ class _Parser:
                 near=self.tokens[self.pos][1],
             )
         return _Query(fields, module, where, order_by, descending, limit, offset)
+
+    def integer(self) -> int:
+        text = self.take("num")
+        if not text.isdigit():
+            raise CoqlError("INVALID_QUERY", "limit given seems to be invalid", limit=text)
+        return int(text)
 
     def condition(self) -> _Atom | _Pair:
         left = self.primary()
@@ -320,6 +326,7 @@ class ZohoSim:
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        self.refresh_token = refresh_token
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.token_limit = True
         self.tokens_issued = 0
@@ -619,15 +626,17 @@ class ZohoSim:
             return None
         if isinstance(value, Mapping):
             value = value.get("id")
-        if dtype == "bigint":
-            return int(value)
-        if dtype == "datetime":
-            try:
+        try:
+            if dtype == "bigint":
+                return int(value)
+            if dtype == "datetime":
                 return datetime.fromisoformat(str(value))
-            except ValueError:
-                raise CoqlError("INVALID_QUERY", "invalid datetime value", value=value) from None
-        if dtype in ("currency", "double", "integer", "percent") and not isinstance(value, bool):
-            return float(value)
+            if dtype in ("currency", "double", "integer", "percent") and not isinstance(value, bool):
+                return float(value)
+        except (TypeError, ValueError):
+            raise CoqlError(
+                "INVALID_QUERY", f"value given is not a valid {dtype}", value=str(value)
+            ) from None
         return value
 
     def _matches(self, deal: dict[str, Any], cond: _Atom | _Pair | None, types: dict[str, str]) -> bool:
