@@ -148,6 +148,9 @@ def fetch_exports(ctx: Context, linked: set[str]) -> list[SiExport]:
             # Base project: only its newest message feeds field values. Change orders: every message is a
             # state worth a note, so each one needs the fields the list payload lacks.
             wanted = need_co if co is not None else (need_base and index == len(group) - 1)
+            if not wanted:
+                detailed.append(export)
+                continue
             if index == len(group) - 1:
                 detail = ctx.si.get_project(project_id, co)
             else:  # an older state of the same change order, only recoverable by its message
