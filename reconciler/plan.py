@@ -498,7 +498,12 @@ class _Planner:
         s_changed = False
         if name in si_seen:
             s_now = si_seen[name]
-            s_changed = name not in snap.si or s_now != s_old
+            if name not in snap.si:
+                # First time SI reports this field: a new project's empty price or hours (None or 0) is a
+                # baseline, not news, so it never wipes what sales typed into the deal.
+                s_changed = s_now not in (None, "0")
+            else:
+                s_changed = s_now != s_old
             waiting = pending.get(name)
             if waiting is not None:
                 if s_now == waiting.get("value"):

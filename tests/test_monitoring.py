@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -10,6 +11,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,16 +53,15 @@ def log_text() -> Iterator[Callable[[], str]]:
     logs.configure("text")
 
 
-def _report(outcome: str = "ok", **kw: object) -> CycleReport:
-    base: dict[str, object] = {
-        "mode": "incremental",
-        "outcome": outcome,
-        "exit_code": 0 if outcome == "ok" else 1,
-        "started_at": 1000.0,
-        "ended_at": 1002.5,
-    }
-    base.update(kw)
-    return CycleReport(**base)  # type: ignore[arg-type]
+def _report(outcome: str = "ok", **changes: Any) -> CycleReport:
+    base = CycleReport(
+        mode="incremental",
+        outcome=outcome,
+        exit_code=0 if outcome == "ok" else 1,
+        started_at=1000.0,
+        ended_at=1002.5,
+    )
+    return dataclasses.replace(base, **changes)
 
 
 class Clock:
