@@ -247,7 +247,7 @@ class Applier:
                 cycle_id=self.cycle_id,
             )
         remote = dict(intent.remote or {})
-        project_id = remote.get("project_id")
+        project_id = None if action.republish else remote.get("project_id")
         if not project_id:
             try:
                 published = self.si.publish_project(action.body)
@@ -264,6 +264,8 @@ class Applier:
                         action.deal_id, project_id, message_id=published.message_id, publish_status="pending"
                     )
                 )
+                if action.republish:
+                    self.store.finish_intent(f"publish:deal:{action.deal_id}")
             event("action.applied", key=action.key, step="publish", project_id=project_id)
         record: dict[str, Any] = {"id": action.deal_id, self.m.link_field: project_id}
         changes = [FieldChange(self.m.link_field, None, project_id)]

@@ -176,6 +176,7 @@ class CreateProject:
     input_hash: str
     zoho_values: Mapping[str, Any] = field(default_factory=dict)
     zoho_hash_after: str = ""
+    republish: bool = False  # SI failed to import the first publish and the operator asked to retry
     kind: str = "create"
 
 

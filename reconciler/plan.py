@@ -191,6 +191,10 @@ class _Planner:
                 continue
             if not link.active:
                 link = replace(link, active=True, inactive_reason=None)
+            retry = self.w.intents.get(f"publish:deal:{deal.id}")
+            if link.publish_status == "failed" and retry is not None and retry.status == "retry":
+                self._create(deal, canon, zoho_hash, republish=link.project_id)
+                continue
             pairs[deal.id] = (link, canon, zoho_hash)
 
         for project_id, exports in self.exports.items():
@@ -287,9 +291,11 @@ class _Planner:
 
     # ---- create -----------------------------------------------------------------------------------
 
-    def _create(self, deal: Deal, canon: AbcMapping[str, Any], zoho_hash: str) -> None:
+    def _create(
+        self, deal: Deal, canon: AbcMapping[str, Any], zoho_hash: str, republish: str | None = None
+    ) -> None:
         key = f"create:deal:{deal.id}"
-        if self._is_parked(key, zoho_hash):
+        if self._is_parked(key, zoho_hash) and republish is None:
             return
         body: dict[str, Any] = {}
         for si_name, path in self.m.create:
@@ -314,7 +320,7 @@ class _Planner:
             body.setdefault(si_name, value)
         intent = self.w.intents.get(key)
         guid = str((intent.payload or {}).get("guid") or "") if intent else ""
-        guid = guid or project_guid(deal.id)
+        guid = republish or guid or project_guid(deal.id)
         body["Id"] = guid
         body["IntegrationProjectId"] = deal.id
         after = dict(canon)
@@ -322,7 +328,11 @@ class _Planner:
         if self.m.status_field:
             after[self.m.status_field] = QUEUED
         values = {f.zoho: canon[f.zoho] for f in self.m.fields}
-        self.actions.append(CreateProject(key, deal.id, guid, body, zoho_hash, values, digest(after)))
+        self.actions.append(
+            CreateProject(
+                key, deal.id, guid, body, zoho_hash, values, digest(after), republish=bool(republish)
+            )
+        )
 
     # ---- linked pairs -----------------------------------------------------------------------------
 
@@ -358,6 +368,14 @@ class _Planner:
                 error = outcome.error or "no reason given"
                 link = replace(link, publish_status="failed", publish_error=error)
                 status_text = _truncate(f"SI import failed: {error}", STATUS_MAX)
+                self._park(
+                    f"publish:deal:{deal_id}",
+                    deal_id,
+                    project_id,
+                    f"deal {deal_id}: SI failed to import project {project_id}: {error}; fix the cause, then "
+                    f"`reconciler retry publish:deal:{deal_id}` publishes it again",
+                    outcome.message_id,
+                )
             if self.m.status_field:
                 old = canon.get(self.m.status_field) if canon else None
                 if old != status_text:
@@ -498,12 +516,9 @@ class _Planner:
         s_changed = False
         if name in si_seen:
             s_now = si_seen[name]
-            if name not in snap.si:
-                # First time SI reports this field: a new project's empty price or hours (None or 0) is a
-                # baseline, not news, so it never wipes what sales typed into the deal.
-                s_changed = s_now not in (None, "0")
-            else:
-                s_changed = s_now != s_old
+            # The first time SI reports a field, an empty value (None or 0: a freshly imported project) is a
+            # baseline, not news, so a new project's zero price never wipes what sales typed into the deal.
+            s_changed = s_now not in (None, "0") if name not in snap.si else s_now != s_old
             waiting = pending.get(name)
             if waiting is not None:
                 if s_now == waiting.get("value"):

@@ -22,3 +22,24 @@ def test_three_flagged_deals_give_three_publishes_and_an_idle_rerun(sims, make_c
     again = cycle(ctx)
     assert again.exit_code == 0
     assert sims.zoho.count("PUT", "/crm/v8/Deals") + sims.si.count("POST", "/Publish") == writes_before
+
+
+def test_failed_si_import_is_parked_and_retry_publishes_again(sims, make_ctx):
+    """SI import failure -> deal says so, item parked; `retry` re-publishes with the same Guid, once."""
+    deal = sims.zoho.add_deal(Deal_Name="Bad template", Account_Name="Acme", Send_to_SI=True)
+    ctx = make_ctx(sims)
+    assert cycle(ctx).exit_code == 0
+    guid = sims.zoho.deal(deal)["SI_Project_ID"]
+    sims.si.fail_next_import("Template 'Residentail' not found")
+    sims.si.import_pending()
+    failed = cycle(ctx)
+    assert failed.outcome == "parked"
+    assert sims.zoho.deal(deal)["SI_Sync_Status"] == "SI import failed: Template 'Residentail' not found"
+    assert ctx.store.retry(f"publish:deal:{deal}") == 1
+    assert cycle(ctx).exit_code == 0
+    assert sims.si.count("POST", "/Publish/Projects") == 2
+    assert sims.zoho.deal(deal)["SI_Sync_Status"] == "Queued for SI"
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(deal)["SI_Sync_Status"] == "In SI"
+    assert list(sims.si.projects) == [guid]
