@@ -1,0 +1,423 @@
+"""The bad-input table (docs/bad-input.md): one case per row, each showing the message the user sees.
+
+Settings and mapping problems stop every command with exit 78 and one line naming the variable or the
+mapping key, no traceback. Bad records (a Zoho deal, an SI export) are parked or skipped with a message
+naming the record and the field, while the other records of the same cycle go through.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler import logs
+from reconciler.plan import project_guid
+from reconciler.service import Context
+from reconciler.sim.harness import IN_PROCESS_SI, SimPair
+from tests.conftest import DEFAULT_MAPPING, TWO_WAY_MAPPING, cycle, run_cli
+
+# ---- settings -----------------------------------------------------------------------------------------
+
+SETTINGS = [
+    pytest.param({"ZOHO_CLIENT_ID": None}, "ZOHO_CLIENT_ID: required setting is missing", id="no-client-id"),
+    pytest.param(
+        {"RECONCILER_INTERVAL": "soon"},
+        "RECONCILER_INTERVAL: Input should be a valid integer, unable to parse string as an integer "
+        "(got 'soon')",
+        id="interval-not-a-number",
+    ),
+    pytest.param(
+        {"RECONCILER_INTERVAL": "0"},
+        "RECONCILER_INTERVAL: Input should be greater than 0 (got '0')",
+        id="interval-zero",
+    ),
+    pytest.param(
+        {"ZOHO_DC": "mars"},
+        "ZOHO_DC: Input should be 'com', 'eu', 'in', 'com.au', 'jp', 'ca', 'sa' or 'com.cn' (got 'mars')",
+        id="unknown-dc",
+    ),
+    pytest.param(
+        {"SI_BASE_URL": "api.d-tools.com/SI"},
+        "SI_BASE_URL: Value error, must start with http:// or https:// (got 'api.d-tools.com/SI')",
+        id="url-without-scheme",
+    ),
+    pytest.param(
+        {"RECONCILER_MAPPING": "{tmp}/missing.toml"},
+        "RECONCILER_MAPPING: file not found: {tmp}/missing.toml",
+        id="mapping-file-missing",
+    ),
+    pytest.param(
+        {"ZOHO_REFRESH_TOKEN": None},
+        "ZOHO_REFRESH_TOKEN: required (or ZOHO_SOID for the client-credentials grant); run "
+        "`reconciler auth --code CODE` to get a refresh token",
+        id="no-refresh-token-nor-soid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), SETTINGS)
+def test_a_bad_setting_exits_78_with_one_line_naming_the_variable(
+    change: dict[str, str | None], message: str, tmp_path: Path
+) -> None:
+    """`run-once` with one bad setting prints exactly one line naming the variable, exits 78, no traceback."""
+    env = SimPair().environment(tmp_path / "reconciler.db", DEFAULT_MAPPING)
+    for name, value in change.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value.format(tmp=tmp_path)
+    result = run_cli(["run-once"], env, tmp_path)
+    assert result.returncode == 78
+    assert result.stderr.splitlines() == [f"reconciler: {message.format(tmp=tmp_path)}"]
+    assert result.stdout == ""
+
+
+# ---- mapping ------------------------------------------------------------------------------------------
+
+_ZOHO = """
+[zoho]
+module = "Deals"
+flag_field = "Send_to_SI"
+link_field = "SI_Project_ID"
+"""
+_CREATE = """
+[create]
+Name = "Deal_Name"
+Client = "Account_Name.name"
+"""
+
+
+def _fields(direction: str = "si_to_zoho", si: str = "Price", extra: str = "") -> str:
+    return f'\n[[fields]]\nzoho = "Amount"\nsi = "{si}"\ndirection = "{direction}"\n{extra}'
+
+
+MAPPINGS = [
+    pytest.param(
+        _ZOHO + _CREATE + _fields() + '\n[extras]\ncolour = "blue"\n',
+        "[extras]: unknown section (known: create, fields, notes, zoho)",
+        id="unknown-section",
+    ),
+    pytest.param(
+        _ZOHO + _CREATE + _fields(direction="sideways"),
+        "fields[0].direction: unknown direction 'sideways' (use si_to_zoho | zoho_to_si | both)",
+        id="unknown-direction",
+    ),
+    pytest.param(
+        _ZOHO + _CREATE + _fields() + '\n[notes]\nchange_order_title = "CO {CONumber}: {Colour}"\n',
+        "notes.change_order_title: {Colour} is not an SI field",
+        id="placeholder-not-an-si-field",
+    ),
+    pytest.param(
+        _ZOHO + _CREATE + _fields(direction="zoho_to_si"),
+        'fields[0].si: SI cannot receive Price (it has no ProjectFieldId); use direction = "si_to_zoho"',
+        id="zoho-to-si-on-price",
+    ),
+    pytest.param(
+        _ZOHO.replace("[zoho]", "[zoho") + _CREATE,
+        "invalid TOML: Expected ']' at the end of a table declaration (at line 2, column 6)",
+        id="invalid-toml",
+    ),
+    pytest.param(
+        _ZOHO + _CREATE + _fields(extra='colour = "blue"\n'),
+        "fields[0].colour: unknown key",
+        id="unknown-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), MAPPINGS)
+def test_a_bad_mapping_exits_78_with_one_line_naming_the_key(text: str, problem: str, tmp_path: Path) -> None:
+    """`run-once` with a broken mapping: one line naming the file and the key, exit 78, no traceback."""
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(text, encoding="utf-8")
+    env = SimPair().environment(tmp_path / "reconciler.db", mapping)
+    result = run_cli(["run-once"], env, tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.splitlines() == [f"reconciler: mapping {mapping}: {problem}"]
+    assert result.stdout == ""
+
+
+# ---- bad records --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_events() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
+    """The JSON log events with a given name emitted during the test."""
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+
+    def named(name: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+        return [e for e in lines if e["event"] == name]
+
+    yield named
+    logs.configure("text")
+
+
+BOTH_AMOUNT = """
+[zoho]
+module = "Deals"
+flag_field = "Send_to_SI"
+link_field = "SI_Project_ID"
+status_field = "SI_Sync_Status"
+
+[create]
+Name = "Deal_Name"
+Client = "Account_Name.name"
+
+[[fields]]
+zoho = "Amount"
+si = "Budget"
+direction = "both"
+on_conflict = "si_wins"
+"""
+
+
+@dataclass
+class Records:
+    """Two deals (``deals[0]`` gets the bad input, ``deals[1]`` must go through) and their projects."""
+
+    sims: SimPair
+    ctx: Context
+    deals: list[str]
+
+    @property
+    def projects(self) -> list[str]:
+        return [project_guid(deal) for deal in self.deals]
+
+
+def two_deals(sims: SimPair, ctx: Context, *, linked: bool, **fields: Any) -> Records:
+    """Two flagged deals; with ``linked`` they are already created, imported and in sync."""
+    deals = [
+        sims.zoho.add_deal(
+            Deal_Name=f"Deal {n}", Account_Name=f"Client {n}", Send_to_SI=True, Amount=100, **fields
+        )
+        for n in range(2)
+    ]
+    if linked:
+        assert cycle(ctx).exit_code == 0
+        sims.si.import_pending()
+        assert cycle(ctx).exit_code == 0
+    return Records(sims, ctx, deals)
+
+
+def parked_errors(records: Records) -> dict[str, str | None]:
+    return {item.key: item.last_error for item in records.ctx.store.parked()}
+
+
+def si_list_answer(sims: SimPair) -> dict[str, Any]:
+    """What SI's export list answers right now (to hand back a doctored copy of it)."""
+    url = f"{IN_PROCESS_SI}/Subscribe/Projects?includeImported=false&pageNumber=1&pageSize=200"
+    answer = sims.si.handle(httpx.Request("GET", url, headers={"X-DTSI-ApiKey": sims.si.api_key}))
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+# -- Zoho data
+
+
+def test_a_deal_without_account_parks_its_create_and_the_other_deal_is_created(sims, make_ctx) -> None:
+    """Create needs Client: the deal is parked naming deal and field; the other deal becomes a project."""
+    ok = sims.zoho.add_deal(Deal_Name="Has account", Account_Name="Acme", Send_to_SI=True)
+    bad = sims.zoho.add_deal(Deal_Name="No account", Send_to_SI=True)
+    ctx = make_ctx(sims)
+    report = cycle(ctx)
+    assert report.exit_code == 1 and report.outcome == "parked"
+    records = Records(sims, ctx, [bad, ok])
+    assert parked_errors(records) == {
+        f"create:deal:{bad}": f"deal {bad}: field Account_Name.name is empty (SI requires Client)"
+    }
+    assert sims.zoho.deal(ok)["SI_Project_ID"] == project_guid(ok)
+    assert "SI_Project_ID" not in sims.zoho.deal(bad)
+    assert cycle(ctx).exit_code == 0  # parked once, not again and again
+
+
+def test_a_non_number_in_a_both_direction_field_parks_the_deal(sims, make_ctx, mapping_file) -> None:
+    """Amount "12x" under direction = both: the deal is parked naming deal and field; the other is created."""
+    ctx = make_ctx(sims, mapping_file(BOTH_AMOUNT))
+    records = two_deals(sims, ctx, linked=False)
+    sims.zoho.edit_deal(records.deals[0], Amount="12x")
+    report = cycle(ctx)
+    assert report.exit_code == 1 and report.outcome == "parked"
+    bad, ok = records.deals
+    assert parked_errors(records) == {
+        f"deal:{bad}": f"deal {bad}: field Amount: expected a number, got '12x'"
+    }
+    assert sims.zoho.deal(ok)["SI_Project_ID"] == project_guid(ok)
+    assert [m.payload["IntegrationProjectId"] for m in sims.si.publish_messages] == [ok]
+
+
+@pytest.mark.parametrize(
+    ("shape", "described"),
+    [({"id": "77", "name": "Acme"}, "an object with keys id, name"), (["Acme", "Other"], "a list of 2")],
+    ids=["object", "list"],
+)
+def test_a_lookup_of_unexpected_shape_is_parked_not_sent_to_si(
+    shape: Any, described: str, sims, make_ctx
+) -> None:
+    """COQL giving a lookup's name as an object or a list: parked naming deal and field, not published."""
+    ctx = make_ctx(sims)
+    records = two_deals(sims, ctx, linked=False)
+    rows = [
+        {
+            "id": deal,
+            "Modified_Time": sims.zoho.deal(deal)["Modified_Time"],
+            "Send_to_SI": True,
+            "Deal_Name": f"Deal {n}",
+            "Account_Name.Account_Name": shape if n == 0 else "Client 1",
+        }
+        for n, deal in enumerate(records.deals)
+    ]
+    sims.zoho.inject(
+        "POST", "/crm/v8/coql", status=200, body={"data": rows, "info": {"count": 2, "more_records": False}}
+    )
+    report = cycle(ctx)
+    assert report.exit_code == 1 and report.outcome == "parked"
+    bad = records.deals[0]
+    assert parked_errors(records) == {
+        f"create:deal:{bad}": f"deal {bad}: field Account_Name.name: expected a single value, got {described}"
+    }
+    assert [m.payload["Client"] for m in sims.si.publish_messages] == ["Client 1"]
+
+
+# -- SI data
+
+SI_VALUES = [
+    pytest.param("Price", "12x", "Price: expected a number, got '12x'", id="price-12x"),
+    pytest.param(
+        "CloseDate", "next week", "CloseDate: expected a date (YYYY-MM-DD), got 'next week'", id="not-a-date"
+    ),
+    pytest.param(
+        "Price",
+        {"Amount": 5},
+        "Price: expected a single value, got an object with keys amount",
+        id="object-for-a-number",
+    ),
+]
+
+
+@pytest.mark.parametrize(("si_field", "value", "problem"), SI_VALUES)
+def test_a_bad_si_value_parks_the_project_and_the_other_project_syncs(
+    si_field: str, value: Any, problem: str, sims, make_ctx, mapping_file
+) -> None:
+    """An SI export with a value of the wrong type: parked naming project, deal and field; others flow."""
+    ctx = make_ctx(sims, mapping_file(TWO_WAY_MAPPING))
+    records = two_deals(sims, ctx, linked=True)
+    bad, ok = records.projects
+    sims.si.edit_project(bad, **{si_field: value})
+    sims.si.edit_project(ok, Price=777)
+    report = cycle(ctx)
+    assert report.exit_code == 1 and report.outcome == "parked"
+    deal = records.deals[0]
+    assert parked_errors(records) == {f"si:project:{bad}": f"SI project {bad} (deal {deal}): field {problem}"}
+    assert sims.zoho.deal(records.deals[1])["Amount"] == 777
+    assert sims.zoho.deal(deal)["Amount"] == 100
+    assert cycle(ctx).exit_code == 0
+
+
+def test_an_export_without_published_time_is_skipped_with_a_warning(sims, make_ctx, log_events) -> None:
+    """A list entry lacking PublishedOnUnixTimeMs is skipped (never acknowledged) naming project and field."""
+    ctx = make_ctx(sims)
+    records = two_deals(sims, ctx, linked=True)
+    bad, ok = records.projects
+    sims.si.edit_project(bad, Price=555)
+    sims.si.edit_project(ok, Price=777)
+    answer = si_list_answer(sims)
+    broken = next(p for p in answer["Projects"] if p["Id"] == bad)
+    del broken["PublishedOnUnixTimeMs"]
+    sims.si.inject("GET", "/Subscribe/Projects", status=200, body=answer)
+    report = cycle(ctx)
+    assert report.exit_code == 0, report.summary()
+    assert sims.zoho.deal(records.deals[1])["Amount"] == 777
+    assert sims.zoho.deal(records.deals[0])["Amount"] == 100
+    warnings = log_events("si.bad_export")
+    assert [(w["project_id"], w["problem"]) for w in warnings] == [
+        (bad, "PublishedOnUnixTimeMs is None, not a whole number")
+    ]
+    assert [a.project_id for a in sims.si.acks][-1:] == [ok]  # the broken message is not acknowledged
+    assert any(m.project_id == bad and not m.imported for m in sims.si.export_messages)
+
+
+@pytest.mark.parametrize("odd", [2.0, "02", " 2 "], ids=["float", "leading-zero", "spaces"])
+def test_an_odd_conumber_is_the_same_change_order(odd: Any, sims, make_ctx) -> None:
+    """CONumber 2.0 / "02" / " 2 " is change order 2: its note says 2, CO_Number is "2", no second note."""
+    ctx = make_ctx(sims)
+    records = two_deals(sims, ctx, linked=True)
+    project, deal = records.projects[0], records.deals[0]
+    sims.si.add_change_order(project, 2, "Extra speakers", price=500)
+    answer = si_list_answer(sims)
+    for entry in answer["Projects"]:
+        entry["CONumber"] = odd
+    sims.si.inject("GET", "/Subscribe/Projects", status=200, body=answer)
+    assert cycle(ctx).exit_code == 0
+    assert [n["Note_Title"] for n in sims.zoho.notes_for(deal)] == ["Change order 2: Extra speakers"]
+    assert sims.zoho.deal(deal)["CO_Number"] == "2"
+    sims.si.export(project, 2)  # the same state again, as SI numbers it
+    writes = sims.zoho.count("PUT", "/crm/v8/Deals") + sims.zoho.count("POST", "/crm/v8/Notes")
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.count("PUT", "/crm/v8/Deals") + sims.zoho.count("POST", "/crm/v8/Notes") == writes
+    assert len(sims.zoho.notes_for(deal)) == 1
+
+
+def test_a_malformed_export_list_fails_the_cycle_cleanly_and_the_next_proceeds(sims, make_ctx) -> None:
+    """Broken JSON from SI's list: exit 1 naming the call, nothing written or acknowledged; next cycle ok."""
+    ctx = make_ctx(sims)
+    records = two_deals(sims, ctx, linked=True)
+    sims.si.edit_project(records.projects[1], Price=777)
+    acks = len(sims.si.acks)
+    sims.si.inject("GET", "/Subscribe/Projects", kind="malformed")
+    report = cycle(ctx)
+    assert report.exit_code == 1
+    assert report.message == "could not read: si.subscribe.list: HTTP 200: malformed JSON in the answer"
+    assert len(sims.si.acks) == acks
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(records.deals[1])["Amount"] == 777
+
+
+def test_one_projects_malformed_details_do_not_hold_up_the_others(sims, make_ctx, log_events) -> None:
+    """A project whose detail GET is always broken JSON is skipped with a warning; the other one syncs."""
+    ctx = make_ctx(sims)  # the default mapping syncs Hours, which only the detail GET carries
+    records = two_deals(sims, ctx, linked=True)
+    bad, ok = records.projects
+    sims.si.edit_project(bad, Hours=3)
+    sims.si.edit_project(ok, Hours=4, Price=777)
+    sims.si.inject("GET", f"/Subscribe/Projects/{bad}", kind="malformed", times=-1)
+    for _ in range(2):
+        report = cycle(ctx)
+        assert report.exit_code == 0, report.summary()
+    assert sims.zoho.deal(records.deals[1])["Labor_Hours"] == 4
+    assert "Labor_Hours" not in sims.zoho.deal(records.deals[0])
+    warnings = log_events("si.bad_detail")
+    assert len(warnings) == 2
+    assert {(w["project_id"], w["error"]) for w in warnings} == {
+        (bad, "si.subscribe.get: HTTP 200: malformed JSON in the answer")
+    }
+    assert any(m.project_id == bad and not m.imported for m in sims.si.export_messages)
+
+
+def test_bad_records_never_crash_a_real_run_once(served_sims: SimPair, tmp_path: Path) -> None:
+    """Over real HTTP, a deal without account and an SI price "12x" park (exit 1); nothing crashes."""
+    good = served_sims.zoho.add_deal(Deal_Name="Good", Account_Name="Acme", Send_to_SI=True, Amount=1)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(textwrap.dedent(TWO_WAY_MAPPING), encoding="utf-8")
+    env = served_sims.environment(tmp_path / "reconciler.db", mapping)
+    assert run_cli(["run-once"], env, tmp_path).returncode == 0
+    served_sims.si.import_pending()
+    assert run_cli(["run-once"], env, tmp_path).returncode == 0
+    served_sims.zoho.add_deal(Deal_Name="No account", Send_to_SI=True)
+    served_sims.si.edit_project(project_guid(good), Price="12x")
+    result = run_cli(["run-once"], env, tmp_path)
+    assert result.returncode == 1
+    assert "2 item(s) parked" in result.stdout
+    assert "Traceback" not in result.stderr
+    status = run_cli(["status"], env, tmp_path, check=True).stdout
+    assert "field Account_Name.name is empty (SI requires Client)" in status
+    assert "field Price: expected a number, got '12x'" in status
