@@ -114,7 +114,10 @@ class Applier:
         with self.store.atomic():
             parked = self.store.fail_intent(key, message, permanent=permanent, max_attempts=MAX_ATTEMPTS)
         if parked:
+            # Parked writes did not happen: the pair keeps its old snapshot (and its SI messages stay
+            # unacknowledged) until the planner sees the parked intent next cycle and settles it for real.
             self._done.add(key)
+            self._blocked.add(key)
             self.result.parked.append((key, message))
             self.result.counts[f"{kind}.parked"] += 1
             event("action.parked", "WARNING", key=key, error=message)
@@ -283,7 +286,10 @@ class Applier:
     # ---- SI updates -------------------------------------------------------------------------------
 
     def _update_project(self, action: UpdateProject) -> None:
-        message_id = str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{action.key}:{action.input_hash}"))
+        # A planned update gets a deterministic MessageId (a resend after a crash is the same message); a
+        # re-queued one (no input hash) is a new attempt and gets a fresh one.
+        seed = f"{action.key}:{action.input_hash}"
+        message_id = str(uuid.uuid5(_MESSAGE_NAMESPACE, seed) if action.input_hash else uuid.uuid4())
         with self.store.atomic():
             self.store.begin_intent(
                 action.key,

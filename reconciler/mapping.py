@@ -100,10 +100,19 @@ def si_type(si_key: str) -> ZohoType:
 _DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
+def _single(value: Any) -> None:
+    """Raise ValueError for an object or a list where one value belongs (a lookup of unexpected shape)."""
+    if isinstance(value, AbcMapping):
+        raise ValueError(f"expected a single value, got an object with keys {', '.join(map(str, value))}")
+    if isinstance(value, list | tuple | set):
+        raise ValueError(f"expected a single value, got a list of {len(value)}")
+
+
 def canonical(value: Any, kind: ZohoType) -> Any:
     """``value`` in the comparable form for ``kind``; raises ValueError naming what is wrong."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
+    _single(value)
     if kind in ("number", "integer"):
         if isinstance(value, bool):
             raise ValueError(f"expected a number, got {value!r}")
@@ -170,6 +179,7 @@ def to_si_json(value: Any, si_key: str) -> Any:
     """A Zoho value as SI wants it in a publish body (typed JSON, date-times without offset)."""
     if value is None:
         return None
+    _single(value)
     if si_key in _SI_DECIMAL:
         return float(Decimal(canonical(value, "number")))
     if si_key in _SI_INTEGER:

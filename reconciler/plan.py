@@ -69,6 +69,11 @@ CONTENT_MAX = 65535
 STATUS_MAX = 255
 REFERENCE_PREFIX = "[zohosi-ref "
 QUEUED = "Queued for SI"
+# SI properties that describe a change order rather than the project ("cost" starts with "co" too).
+CO_FIELDS = frozenset({
+    "conumber", "coname", "costatus", "cotype", "conotes", "coid", "coacceptedon", "corejectedon",
+    "cocreatedon", "ischangeorder",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,15 @@ def zoho_canon(deal: Deal, mapping: Mapping) -> dict[str, Any]:
     canon: dict[str, Any] = {}
     for path in mapping.zoho_paths():
         raw = deal.values.get(zoho_column(path))
-        if path == mapping.flag_field:
-            canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False
-        elif path in by_path:
-            try:
+        try:
+            if path == mapping.flag_field:
+                canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False
+            elif path in by_path:
                 canon[path] = by_path[path].from_zoho(raw)
-            except ValueError as exc:
-                raise ValueError(f"deal {deal.id}: field {path}: {exc}") from None
-        else:
-            canon[path] = None if raw in (None, "") else str(raw)
+            else:
+                canon[path] = None if raw in (None, "") else str(raw)
+        except ValueError as exc:
+            raise ValueError(f"deal {deal.id}: field {path}: {exc}") from None
     return canon
 
 
@@ -160,6 +165,14 @@ class _Planner:
                 # The deal names its project but the store does not know it (store lost, or a crash right
                 # after the write-back): adopt the link rather than publishing again.
                 link = LinkState(deal_id=deal.id, project_id=str(link_value), publish_status="imported")
+                self.by_project.setdefault(link.project_id, link)
+            if link is not None and flagged and self._create_unfinished(link, link_value):
+                # Published, but the write-back was not recorded (it failed, its answer was lost, or we
+                # crashed): finish the create (the applier skips the publish and writes back again), so
+                # the pair starts from the same snapshot as after an uninterrupted create.
+                in_flight.add(deal.id)
+                self._create(deal, canon, zoho_hash)
+                continue
             if link is None:
                 if flagged:
                     in_flight.add(deal.id)
@@ -197,6 +210,8 @@ class _Planner:
                 continue
             pairs[deal.id] = (link, canon, zoho_hash)
 
+        gone = self._missing_from_full_read(fetched) if self.w.full else set()
+
         for project_id, exports in self.exports.items():
             link = self.by_project.get(project_id)
             if link is None:
@@ -208,7 +223,7 @@ class _Planner:
                 continue
             if link.deal_id in fetched:
                 continue  # fetched but parked, unflagged or mislinked: handled above
-            if not link.active:
+            if not link.active or link.deal_id in gone:
                 self.settles.append(Settle(link.deal_id, project_id, (), acks=self._acks(exports)))
                 continue
             pairs[link.deal_id] = (link, None, None)
@@ -217,14 +232,14 @@ class _Planner:
             if (
                 link.deal_id not in pairs
                 and link.deal_id not in fetched
+                and link.deal_id not in gone
                 and link.active
-                and link.message_id in self.w.publish_outcomes
-                and link.publish_status == "pending"
+                and (
+                    (link.message_id in self.w.publish_outcomes and link.publish_status == "pending")
+                    or self._pending_resolved(link.deal_id)
+                )
             ):
                 pairs[link.deal_id] = (link, None, None)
-
-        if self.w.full:
-            self._missing_from_full_read(fetched)
 
         for deal_id in sorted(pairs):
             self._pair(*pairs[deal_id])
@@ -255,9 +270,12 @@ class _Planner:
             )
         return None
 
-    def _missing_from_full_read(self, fetched: AbcMapping[str, Deal]) -> None:
+    def _missing_from_full_read(self, fetched: AbcMapping[str, Deal]) -> set[str]:
+        """Deactivate the links whose deal a full read no longer returns; returns their deal ids."""
+        gone: set[str] = set()
         for link in self.w.links.values():
             if link.deal_id not in fetched and link.active:
+                gone.add(link.deal_id)
                 reason = (
                     f"deal no longer flagged or linked in Zoho ({self.m.link_field} cleared or deal deleted)"
                 )
@@ -269,8 +287,43 @@ class _Planner:
                         link=replace(link, active=False, inactive_reason=reason),
                     )
                 )
+        return gone
 
     # ---- helpers ----------------------------------------------------------------------------------
+
+    def _create_unfinished(self, link: LinkState, link_value: Any) -> bool:
+        intent = self.w.intents.get(f"create:deal:{link.deal_id}")
+        return (
+            intent is not None
+            and intent.status in ("pending", "retry")
+            and (intent.remote or {}).get("project_id") == link.project_id
+            and link_value in (None, link.project_id)
+        )
+
+    def _pending_resolved(self, deal_id: str) -> bool:
+        """Whether SI resolved an update of ours this pair still waits for (its entry can go)."""
+        snap = self.w.snapshots.get(deal_id)
+        pending = snap.pending.values() if snap is not None else ()
+        return any(entry.get("message_id") in self.w.publish_outcomes for entry in pending)
+
+    def _failed_si_updates(self, snap: Snapshot, deal_id: str, project_id: str) -> None:
+        """Park our SI update when SI reports it failed (status 3): ``retry`` sends it again."""
+        failed: dict[str, list[str]] = defaultdict(list)
+        for name, entry in snap.pending.items():
+            outcome = self.w.publish_outcomes.get(str(entry.get("message_id") or ""))
+            if outcome is not None and outcome.status_id == 3:
+                failed[outcome.message_id].append(name)
+        for message_id, names in sorted(failed.items()):
+            error = self.w.publish_outcomes[message_id].error or "no reason given"
+            key = f"update:project:{project_id}"
+            self._park(
+                key,
+                deal_id,
+                project_id,
+                f"SI project {project_id} (deal {deal_id}): SI failed to apply our update of "
+                f"{', '.join(sorted(names))}: {error}; `reconciler retry {key}` sends it again",
+                message_id,
+            )
 
     def _is_parked(self, key: str, input_hash: str) -> bool:
         intent = self.w.intents.get(key)
@@ -352,6 +405,7 @@ class _Planner:
             and not exports
             and link == self.w.links.get(deal_id)
             and link.message_id not in self.w.publish_outcomes
+            and not self._pending_resolved(deal_id)
         ):
             return  # nothing moved on either side
 
@@ -387,13 +441,18 @@ class _Planner:
         if bad is not None:
             park_key = f"si:project:{project_id}"
             self._park(park_key, deal_id, project_id, bad, digest([dict(e.values) for e in exports]))
-            self.settles.append(Settle(deal_id, project_id, (), acks=acks, link=link))
-            self._notes(link, exports)
+            note_keys = self._notes(link, exports)
+            self.settles.append(Settle(deal_id, project_id, note_keys, acks=acks, link=link))
             return
 
+        # A stored entry without a message id is an update that never reached SI (it was parked): no echo
+        # will come, so it must not make SI's later exports of that field look stale forever.
         pending = {
-            k: v for k, v in snap.pending.items() if v.get("message_id") not in self.w.publish_outcomes
+            k: v
+            for k, v in snap.pending.items()
+            if v.get("message_id") and v["message_id"] not in self.w.publish_outcomes
         }
+        self._failed_si_updates(snap, deal_id, project_id)
         new_zoho = {**snap.zoho, **zoho_now}
         new_si = dict(snap.si)
         zoho_changes: list[FieldChange] = list(extra)
@@ -427,6 +486,13 @@ class _Planner:
                         key, deal_id, project_id, tuple(zoho_changes), {"id": deal_id, **record}, input_hash
                     )
                 )
+            else:
+                # Parked with this very input, so not applied: the snapshot keeps what Zoho really holds
+                # (else a later read of the deal would look like a Zoho edit and be pushed to SI).
+                for change in zoho_changes:
+                    if change.field in zoho_now:
+                        new_zoho[change.field] = change.old
+                zoho_changes = []
             keys.append(key)
         if si_changes:
             key = f"update:project:{project_id}"
@@ -441,10 +507,18 @@ class _Planner:
                 self.actions.append(
                     UpdateProject(key, deal_id, project_id, tuple(si_changes), fields, input_hash)
                 )
+                for change in si_changes:
+                    pending[change.field] = {"value": change.new, "message_id": None}
+            else:
+                # Parked with this very input: SI keeps its value, and no update of ours is awaited.
+                for change in si_changes:
+                    if change.field in si_seen or change.field in snap.si:
+                        new_si[change.field] = change.old
+                    else:
+                        new_si.pop(change.field, None)
             keys.append(key)
-            for change in si_changes:
-                pending[change.field] = {"value": change.new, "message_id": None}
 
+        keys.extend(self._notes(link, exports))  # the acks wait for the notes, or a failed one is lost
         if canon is not None:
             after = dict(canon)
             after.update({c.field: c.new for c in zoho_changes})
@@ -465,7 +539,6 @@ class _Planner:
                 resolved_keys=tuple(resolved),
             )
         )
-        self._notes(link, exports)
 
     def _si_values(
         self, project_id: str, deal_id: str, exports: Sequence[SiExport]
@@ -481,7 +554,7 @@ class _Planner:
             # the change order (its Price is the CO's price). Change-order fields (CONumber, COStatus ...)
             # come from the newest change-order message, so a base message's CONumber = null never wipes
             # the deal's CO number.
-            is_co_field = f.si_key.startswith("co") or f.si_key == "ischangeorder"
+            is_co_field = f.si_key in CO_FIELDS
             group = change_orders if is_co_field else base
             source = group[-1] if group else None
             if source is None or f.si_key not in source.values:
@@ -526,7 +599,10 @@ class _Planner:
                     s_changed = False
                 else:
                     s_now, s_changed = s_old, False  # an export older than our pending update: stale
-        new_si[name] = s_now
+        if name in si_seen or name in snap.si:
+            # Only what SI reported: a None recorded for a project SI has not exported yet would make
+            # its first (empty) report look like a change and wipe the deal's value.
+            new_si[name] = s_now
 
         push_zoho = push_si = False
         conflict_key = f"conflict:{deal_id}:{name}"
@@ -569,7 +645,8 @@ class _Planner:
 
     # ---- change-order notes -----------------------------------------------------------------------
 
-    def _notes(self, link: LinkState, exports: Sequence[SiExport]) -> None:
+    def _notes(self, link: LinkState, exports: Sequence[SiExport]) -> tuple[str, ...]:
+        """Plan one note per unseen change-order state; returns their keys."""
         planned: set[str] = set()
         for export in exports:
             if export.co_number is None:
@@ -595,3 +672,4 @@ class _Planner:
                     f"{body}\n\n{reference}",
                 )
             )
+        return tuple(sorted(planned))

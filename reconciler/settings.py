@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     reconciler_metrics_file: Path | None = _alias("RECONCILER_METRICS_FILE")
 
     @field_validator(
+        "zoho_client_id", "zoho_client_secret", "zoho_refresh_token", "zoho_soid", "si_api_key", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `ZOHO_REFRESH_TOKEN=` left blank in .env means "not set", not "set to the empty string".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
         "zoho_api_url",
         "zoho_accounts_url",
         "si_base_url",
@@ -117,7 +125,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, CredentialsDirSource(settings_cls), dotenv_settings)
+        layered = _Layered(settings_cls, (env_settings, CredentialsDirSource(settings_cls), dotenv_settings))
+        return (init_settings, layered)
 
     # ---- derived values -------------------------------------------------------------------------
 
@@ -188,6 +197,38 @@ class CredentialsDirSource(PydanticBaseSettingsSource):
         return values
 
 
+class _Layered(PydanticBaseSettingsSource):
+    """Environment > credentials directory > ``.env``, decided per setting.
+
+    The first source that names a setting (by its new name, an old alias or, for the credentials
+    directory, its lower-case name) supplies it; within one source the new name beats its alias. The
+    value is handed on under the new name, so an old alias in the environment still beats a new name
+    in ``.env`` and a credentials file beats anything in ``.env``.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]):
+        super().__init__(settings_cls)
+        self.sources = sources
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        layers = [{str(k).lower(): v for k, v in source().items()} for source in self.sources]
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            alias = info.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else []
+            names = [c for c in choices if isinstance(c, str)]
+            names.append(name)
+            for layer in layers:
+                found = next((n for n in names if n.lower() in layer), None)
+                if found is not None:
+                    values[names[0]] = layer[found.lower()]
+                    break
+        return values
+
+
 def _field_of(loc: str) -> str:
     """The field name behind an error location, which pydantic reports by the alias it tried."""
     for name, info in Settings.model_fields.items():
@@ -203,14 +244,10 @@ def _variable(field_name: str) -> str:
 
 def load_settings(command: str) -> Settings:
     """Load and check the settings ``command`` uses; a problem anywhere it looks raises ConfigError."""
-    used = set(NEEDS.get(command, ())) | {
-        "zoho_dc",
-        "si_base_url",
-        "zoho_api_url",
-        "zoho_accounts_url",
-        "zoho_soid",
-        "zoho_refresh_token",
-    }
+    used = set(NEEDS.get(command, ()))
+    if used:  # commands that talk to an API; status, history, retry and demo use only the database
+        used |= {"zoho_dc", "si_base_url", "zoho_api_url", "zoho_accounts_url"}
+        used |= {"zoho_soid", "zoho_refresh_token"}
     if command in {"run-once", "plan", "daemon", "check"}:
         used |= set(Settings.model_fields)
     used |= {"reconciler_db", "reconciler_log_format"}

@@ -24,6 +24,7 @@ import peewee as pw
 from playhouse.migrate import SqliteMigrator
 
 from reconciler.clients.zoho import CachedToken
+from reconciler.errors import ConfigError
 from reconciler.model import AuditEntry, CycleReport, IntentState, LinkState, Snapshot
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -133,6 +134,14 @@ def _models(db: pw.Database) -> Any:
     return ns
 
 
+def _any_of(conditions: list[Any]) -> Any:
+    """OR the conditions as a balanced tree (SQLite's parser overflows on a long left-nested chain)."""
+    while len(conditions) > 1:
+        pairs = [a | b for a, b in zip(conditions[::2], conditions[1::2], strict=False)]
+        conditions = pairs + conditions[len(pairs) * 2 :]
+    return conditions[0]
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -187,8 +196,9 @@ class Store:
                 return
             current = int(row.value)
             if current > target:
-                raise RuntimeError(
-                    f"{self.path}: schema version {current} is newer than this program ({target})"
+                raise ConfigError(
+                    f"RECONCILER_DB: {self.path}: schema version {current} is newer than this program "
+                    f"({target}); run the newer reconciler or point RECONCILER_DB at another file"
                 )
             migrator = SqliteMigrator(self.db)
             for version in range(current + 1, target + 1):
@@ -360,9 +370,16 @@ class Store:
         return {row.key: self._intent(row) for row in query}
 
     def intents_with_prefixes(self, prefixes: Iterable[str]) -> dict[str, IntentState]:
+        # Key ranges [prefix, prefix + U+10FFFF) use the primary-key index, 100 prefixes a query. (Peewee's
+        # startswith is a case-insensitive LIKE, which SQLite cannot serve from the index: one full scan
+        # per prefix made a cycle quadratic in the number of intents.)
+        key = self.m.Intent.key
+        ordered = sorted(set(prefixes))
         result: dict[str, IntentState] = {}
-        for prefix in prefixes:
-            for row in self.m.Intent.select().where(self.m.Intent.key.startswith(prefix)):
+        for start in range(0, len(ordered), 100):
+            chunk = ordered[start : start + 100]
+            condition = _any_of([(key >= p) & (key < p + "\U0010ffff") for p in chunk])
+            for row in self.m.Intent.select().where(condition):
                 result[row.key] = self._intent(row)
         return result
 
@@ -449,7 +466,11 @@ class Store:
         input_hash: str,
         cycle_id: int | None,
     ) -> None:
-        """Park an item the planner found bad (no external call was made)."""
+        """Park an item the planner found bad (no call was made now). An existing intent keeps its payload
+        when none is given, so a write SI later rejected can still be re-sent by ``retry``."""
+        existing = self.intent(key)
+        if existing is not None and not payload:
+            payload = existing.payload or {}
         self.begin_intent(
             key,
             kind,

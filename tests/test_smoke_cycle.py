@@ -43,3 +43,31 @@ def test_failed_si_import_is_parked_and_retry_publishes_again(sims, make_ctx):
     assert cycle(ctx).exit_code == 0
     assert sims.zoho.deal(deal)["SI_Sync_Status"] == "In SI"
     assert list(sims.si.projects) == [guid]
+
+
+def test_an_si_update_that_si_fails_to_apply_is_parked_and_retry_sends_it_again(sims, make_ctx, mapping_file):
+    """SI status 3 for our UpdateProject -> parked with SI's error; `retry` re-sends the same fields."""
+    from tests.conftest import TWO_WAY_MAPPING
+
+    deal = sims.zoho.add_deal(Deal_Name="Close date", Account_Name="Acme", Send_to_SI=True)
+    ctx = make_ctx(sims, mapping_file(TWO_WAY_MAPPING))
+    assert cycle(ctx).exit_code == 0
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    sims.zoho.edit_deal(deal, Closing_Date="2027-03-31")
+    assert cycle(ctx).exit_code == 0
+    updates = sims.si.count("POST", "/Publish/Projects/Update")
+    assert updates == 1
+    sims.si.fail_next_import("Project is checked out")
+    sims.si.import_pending()
+    parked = cycle(ctx)
+    assert parked.outcome == "parked"
+    [item] = [i for i in ctx.store.parked() if i.key.startswith("update:project:")]
+    assert "Project is checked out" in (item.last_error or "")
+    assert ctx.store.retry(item.key) == 1
+    assert cycle(ctx).exit_code == 0
+    assert sims.si.count("POST", "/Publish/Projects/Update") == updates + 1
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    project = sims.zoho.deal(deal)["SI_Project_ID"]
+    assert str(sims.si.projects[project]["CloseDate"]).startswith("2027-03-31")
