@@ -371,3 +371,15 @@ def test_mapping_lists_what_the_cycle_reads() -> None:
     assert len(paths) == len(set(paths))
     assert {"Deal_Name", "Account_Name.name", "Amount", "Closing_Date"} <= set(paths)
     assert m.needs_project_detail()  # Hours is not in the list payload
+
+
+def test_a_lookup_path_cannot_be_a_synced_field():
+    """[[fields]] zoho = "Account_Name.name" is refused: it would write a dotted key onto the deal."""
+    with pytest.raises(ConfigError) as caught:
+        parse_mapping(
+            {
+                "create": {"Name": "Deal_Name", "Client": "Account_Name.name"},
+                "fields": [{"zoho": "Account_Name.name", "si": "Client", "direction": "si_to_zoho"}],
+            }
+        )
+    assert any("fields[0].zoho" in p and "lookup path" in p for p in caught.value.problems)
