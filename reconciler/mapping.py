@@ -446,7 +446,7 @@ def _field(index: int, entry: Any, problem: Any) -> FieldMap | None:
         problem(f"{where}.zoho", "required: the Zoho field API name")
         bad = True
     elif "." in str(zoho):
-        problem(f"{where}.zoho", f"{zoho} is a lookup path; a synced field must be a field of the deal itself")
+        problem(f"{where}.zoho", f"{zoho} is a lookup path; a synced field must be on the deal itself")
         bad = True
     if not isinstance(si, str) or si.lower() not in SI_FIELDS:
         problem(f"{where}.si", f"{si!r} is not an SI project field")
