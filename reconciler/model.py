@@ -153,6 +153,7 @@ class PublishOutcome:
     message_id: str
     status_id: int
     error: str | None = None
+    imported_ms: int | None = None  # SI's ImportedOn, on SI's clock like PublishedOnUnixTimeMs
 
 
 # ---- the plan ----------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ CONTENT_MAX = 65535
 STATUS_MAX = 255
 REFERENCE_PREFIX = "[zohosi-ref "
 QUEUED = "Queued for SI"
+# SI's ImportedOn has whole seconds: an export stamped within the same second may predate the import.
+IMPORT_CLOCK_SLACK_MS = 1000
 # SI properties that describe a change order rather than the project ("cost" starts with "co" too).
 CO_FIELDS = frozenset({
     "conumber", "coname", "costatus", "cotype", "conotes", "coid", "coacceptedon", "corejectedon",
@@ -437,7 +439,7 @@ class _Planner:
                     record[self.m.status_field] = status_text
 
         zoho_now = {f.zoho: canon[f.zoho] for f in self.m.fields} if canon is not None else dict(snap.zoho)
-        si_seen, bad = self._si_values(project_id, deal_id, exports)
+        si_seen, si_when, bad = self._si_values(project_id, deal_id, exports)
         if bad is not None:
             park_key = f"si:project:{project_id}"
             self._park(park_key, deal_id, project_id, bad, digest([dict(e.values) for e in exports]))
@@ -447,11 +449,17 @@ class _Planner:
 
         # A stored entry without a message id is an update that never reached SI (it was parked): no echo
         # will come, so it must not make SI's later exports of that field look stale forever.
-        pending = {
-            k: v
-            for k, v in snap.pending.items()
-            if v.get("message_id") and v["message_id"] not in self.w.publish_outcomes
-        }
+        pending: dict[str, Any] = {}
+        for name, entry in snap.pending.items():
+            outcome = self.w.publish_outcomes.get(str(entry.get("message_id") or ""))
+            if not entry.get("message_id"):
+                continue
+            if outcome is None:
+                pending[name] = entry
+            elif outcome.status_id == 2 and outcome.imported_ms is not None:
+                # Imported: exports published before the import may still show the old value; keep the
+                # entry until SI echoes our value or exports something newer than the import.
+                pending[name] = {**entry, "imported_ms": outcome.imported_ms}
         self._failed_si_updates(snap, deal_id, project_id)
         new_zoho = {**snap.zoho, **zoho_now}
         new_si = dict(snap.si)
@@ -472,6 +480,7 @@ class _Planner:
                 deal_id,
                 project_id,
                 keys,
+                si_when=si_when,
             )
 
         for change in zoho_changes[len(extra) :]:
@@ -542,11 +551,13 @@ class _Planner:
 
     def _si_values(
         self, project_id: str, deal_id: str, exports: Sequence[SiExport]
-    ) -> tuple[dict[str, Any], str | None]:
-        """SI's current values in Zoho space, for fields this poll tells us about; or a park message."""
+    ) -> tuple[dict[str, Any], dict[str, int], str | None]:
+        """SI's current values in Zoho space for the fields this poll tells us about, when SI published
+        each (``PublishedOnUnixTimeMs``), and a park message for a bad value."""
+        when: dict[str, int] = {}
         seen: dict[str, Any] = {}
         if not exports:
-            return seen, None
+            return seen, when, None
         base = [e for e in exports if e.co_number is None]
         change_orders = [e for e in exports if e.co_number is not None]
         for f in self.m.fields:
@@ -562,8 +573,9 @@ class _Planner:
             try:
                 seen[f.zoho] = f.from_si(source.values[f.si_key])
             except ValueError as exc:
-                return seen, f"SI project {project_id} (deal {deal_id}): field {f.si}: {exc}"
-        return seen, None
+                return seen, when, f"SI project {project_id} (deal {deal_id}): field {f.si}: {exc}"
+            when[f.zoho] = source.published_ms
+        return seen, when, None
 
     def _field(
         self,
@@ -580,6 +592,8 @@ class _Planner:
         deal_id: str,
         project_id: str,
         keys: list[str],
+        *,
+        si_when: AbcMapping[str, int],
     ) -> None:
         name = f.zoho
         z_now = zoho_now.get(name)
@@ -593,12 +607,16 @@ class _Planner:
             # baseline, not news, so a new project's zero price never wipes what sales typed into the deal.
             s_changed = s_now not in (None, "0") if name not in snap.si else s_now != s_old
             waiting = pending.get(name)
-            if waiting is not None:
-                if s_now == waiting.get("value"):
-                    del pending[name]  # SI echoed our own update: not a change
-                    s_changed = False
-                else:
-                    s_now, s_changed = s_old, False  # an export older than our pending update: stale
+            imported_ms = waiting.get("imported_ms") if waiting is not None else None
+            if waiting is None:
+                pass
+            elif s_now == waiting.get("value"):
+                del pending[name]  # SI echoed our own update: not a change
+                s_changed = False
+            elif imported_ms is not None and si_when.get(name, 0) > int(imported_ms) + IMPORT_CLOCK_SLACK_MS:
+                del pending[name]  # exported after SI applied our update: SI's own newer value
+            else:
+                s_now, s_changed = s_old, False  # an export older than our pending update: stale
         if name in si_seen or name in snap.si:
             # Only what SI reported: a None recorded for a project SI has not exported yet would make
             # its first (empty) report look like a change and wipe the deal's value.

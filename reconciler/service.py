@@ -10,16 +10,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from reconciler.apply import Applier, ApplyResult
 from reconciler.clients.http import CallStats, HttpClient, RetryPolicy
-from reconciler.clients.si import SiClient, co_number
+from reconciler.clients.si import MESSAGE_FAILED, MESSAGE_IMPORTED, MessageStatus, SiClient, co_number
 from reconciler.clients.zoho import ZohoAuth, ZohoClient
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, EX_PENDING, ApiError, CredentialsError, StopRequested
+from reconciler.errors import (
+    EX_CONFIG,
+    EX_FAIL,
+    EX_OK,
+    EX_PENDING,
+    ApiError,
+    CredentialsError,
+    PermanentApiError,
+    ProtocolError,
+    StopRequested,
+)
 from reconciler.logs import event
 from reconciler.mapping import SI_LIST_FIELDS, Mapping, zoho_column
 from reconciler.model import CycleReport, Deal, PublishOutcome, SiExport
@@ -31,6 +41,8 @@ __all__ = ["LOOKBACK_SECONDS", "Context", "build_context", "fetch_world", "run_c
 
 LOOKBACK_SECONDS = 600  # re-read deals modified this long before the cursor (Zoho's clock, late commits)
 CURSOR_KEY = "cursor.zoho.modified_time"
+BULK_STATUS_FROM = 200  # publishes resolved by listing SI's imported/failed messages from this many on
+STATUS_PAGE = 200
 LAST_FULL_KEY = "cycle.last_full_at"
 
 
@@ -117,15 +129,29 @@ def fetch_deals(ctx: Context, *, full: bool) -> list[Deal]:
 def _export(values: dict[str, Any]) -> SiExport | None:
     project_id = values.get("id")
     published = values.get("publishedonunixtimems")
-    if not project_id or published is None or not str(published).lstrip("-").isdigit():
-        event("si.bad_export", "WARNING", message_id=values.get("messageid"), project_id=project_id)
+    problem = None
+    if not project_id:
+        problem = "the message has no Id"
+    elif published is None or not str(published).lstrip("-").isdigit():
+        problem = f"PublishedOnUnixTimeMs is {published!r}, not a whole number"
+    if problem is not None:  # skipped, never acknowledged: SI shows it again once it is fixed
+        event(
+            "si.bad_export",
+            "WARNING",
+            message_id=values.get("messageid"),
+            project_id=project_id,
+            problem=problem,
+        )
         return None
     integration = values.get("integrationprojectid")
+    co = co_number(values.get("conumber"))
+    if "conumber" in values:  # 2, "2", "02" and 2.0 are one change order: show and store it one way
+        values = {**values, "conumber": co}
     return SiExport(
         project_id=str(project_id),
         integration_id=None if integration in (None, "") else str(integration),
         message_id=None if values.get("messageid") is None else str(values["messageid"]),
-        co_number=co_number(values.get("conumber")),
+        co_number=co,
         published_ms=int(str(published)),
         values=values,
     )
@@ -144,42 +170,82 @@ def fetch_exports(ctx: Context, linked: set[str]) -> list[SiExport]:
         if project_id not in linked:
             detailed.extend(group)
             continue
-        for index, export in enumerate(group):
-            # Base project: only its newest message feeds field values. Change orders: every message is a
-            # state worth a note, so each one needs the fields the list payload lacks.
-            wanted = need_co if co is not None else (need_base and index == len(group) - 1)
-            if not wanted:
-                detailed.append(export)
-                continue
-            if index == len(group) - 1:
-                detail = ctx.si.get_project(project_id, co)
-            else:  # an older state of the same change order, only recoverable by its message
-                detail = ctx.si.get_project_by_message(export.message_id or "")
-            merged = {**detail, **{k: v for k, v in export.values.items() if v is not None}}
-            detailed.append(
-                SiExport(
-                    export.project_id,
-                    export.integration_id,
-                    export.message_id,
-                    export.co_number,
-                    export.published_ms,
-                    merged,
-                )
-            )
+        try:
+            detailed.extend(_with_details(ctx, group, need_co if co is not None else need_base))
+        except (ProtocolError, PermanentApiError) as exc:
+            # One project's unreadable details must not hold up the others. Its messages are left
+            # unacknowledged, so the next cycle reads them again.
+            event("si.bad_detail", "WARNING", project_id=project_id, co_number=co, error=str(exc))
     return detailed
 
 
+def _with_details(ctx: Context, group: list[SiExport], needed: bool) -> list[SiExport]:
+    """One (project, change order)'s messages, oldest first, with the detail fields merged in."""
+    out: list[SiExport] = []
+    for index, export in enumerate(group):
+        # Base project: only its newest message feeds field values. Change orders: every message is a
+        # state worth a note, so each one needs the fields the list payload lacks.
+        newest = index == len(group) - 1
+        if not (needed and (newest or export.co_number is not None)):
+            out.append(export)
+            continue
+        if newest:
+            detail = ctx.si.get_project(export.project_id, export.co_number)
+        else:  # an older state of the same change order, only recoverable by its message
+            detail = ctx.si.get_project_by_message(export.message_id or "")
+        merged = {**detail, **{k: v for k, v in export.values.items() if v is not None}}
+        out.append(
+            SiExport(
+                export.project_id,
+                export.integration_id,
+                export.message_id,
+                export.co_number,
+                export.published_ms,
+                merged,
+            )
+        )
+    return out
+
+
+def _publish_outcome(status: MessageStatus) -> PublishOutcome:
+    imported_ms = None
+    if status.imported_on:
+        try:
+            moment = datetime.fromisoformat(status.imported_on.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # SI documents its times as UTC
+            imported_ms = int(moment.timestamp() * 1000)
+    return PublishOutcome(status.id, status.status_id, status.error_message, imported_ms)
+
+
 def fetch_publish_outcomes(ctx: Context, message_ids: Iterable[str]) -> dict[str, PublishOutcome]:
-    """Resolve our pending publishes: list SI's pending ones, then ask about those that left the list."""
+    """Resolve our pending publishes: list SI's pending ones, then learn the fate of those that left it.
+
+    When many left the list (SI imported a large first run), they are looked up in SI's list of imported
+    and failed messages, reading at most half as many pages as there are such messages (that list is SI's
+    whole history, in no promised order); whatever was not found there is asked about one by one.
+    """
     ours = set(message_ids)
     if not ours:
         return {}
     still_pending = {status.id for status in ctx.si.iter_message_statuses()}
+    left = ours - still_pending
     outcomes: dict[str, PublishOutcome] = {}
-    for message_id in sorted(ours - still_pending):
+    if len(left) >= BULK_STATUS_FROM:
+        budget = len(left) // 2 * STATUS_PAGE  # entries: half a page per message at most
+        done = ctx.si.iter_message_statuses((MESSAGE_IMPORTED, MESSAGE_FAILED), page_size=STATUS_PAGE)
+        for seen, status in enumerate(done, start=1):
+            if status.id in left and status.status_id in (MESSAGE_IMPORTED, MESSAGE_FAILED):
+                outcomes[status.id] = _publish_outcome(status)
+            if len(outcomes) == len(left) or seen >= budget:
+                break
+    for message_id in sorted(left - set(outcomes)):
         status = ctx.si.message_status(message_id)
         if status.status_id in (2, 3):
-            outcomes[message_id] = PublishOutcome(message_id, status.status_id, status.error_message)
+            outcomes[message_id] = _publish_outcome(status)
     return outcomes
 
 
@@ -203,7 +269,7 @@ def fetch_world(ctx: Context, *, full: bool) -> World:
         str(entry["message_id"])
         for snap in pending_snapshots.values()
         for entry in snap.pending.values()
-        if entry.get("message_id")
+        if entry.get("message_id") and entry.get("imported_ms") is None  # imported: only its echo is awaited
     }
     deal_ids |= {link.deal_id for link in links.values() if link.publish_status == "pending"}
     snapshots.update(store.snapshots(deal_ids - set(snapshots)))
@@ -308,7 +374,7 @@ def run_cycle(
     except CredentialsError:
         report("failed", EX_CONFIG, message="credentials rejected")
         raise
-    _commit_cursors(ctx, world, result, is_full)
+    _commit_cursors(ctx, world, result, is_full, started)
     return _outcome(report, result), the_plan
 
 
@@ -321,22 +387,23 @@ def _plan_counts(the_plan: Any) -> dict[str, int]:
     return counts
 
 
-def _commit_cursors(ctx: Context, world: World, result: ApplyResult, full: bool) -> None:
-    """Advance the Zoho cursor only when nothing is left over for a later cycle."""
+def _commit_cursors(ctx: Context, world: World, result: ApplyResult, full: bool, started: float) -> None:
+    """Advance the Zoho cursor only when nothing is left over for a later cycle.
+
+    The cursor moves to the newest ``Modified_Time`` read or to the moment this cycle started reading,
+    whichever is later: every deal modified before that moment has been read (``LOOKBACK_SECONDS`` covers
+    commits that show up late and a clock off Zoho's by less than that). With the newest ``Modified_Time``
+    alone, a quiet system re-read its last burst of changes (our own write-backs too) every cycle, forever.
+    """
     if not result.clean:
         return
-    times = [d.modified_time for d in world.deals if d.modified_time]
+    moments = [datetime.fromisoformat(d.modified_time) for d in world.deals if d.modified_time]
+    moments.append(datetime.fromtimestamp(started).astimezone().replace(microsecond=0))
+    newest = max(moments)
     with ctx.store.atomic():
-        if times:
-            newest = max(times, key=lambda t: datetime.fromisoformat(t))
-            current = ctx.store.get_state(CURSOR_KEY)
-            if current is None or datetime.fromisoformat(newest) > datetime.fromisoformat(current):
-                ctx.store.set_state(CURSOR_KEY, newest)
-        elif ctx.store.get_state(CURSOR_KEY) is None:
-            ctx.store.set_state(
-                CURSOR_KEY,
-                datetime.fromtimestamp(ctx.clock()).astimezone().replace(microsecond=0).isoformat(),
-            )
+        current = ctx.store.get_state(CURSOR_KEY)
+        if current is None or newest > datetime.fromisoformat(current):
+            ctx.store.set_state(CURSOR_KEY, newest.isoformat())
         if full:
             ctx.store.set_state(LAST_FULL_KEY, str(ctx.clock()))
             ctx.store.set_state("retry.requested", "0")

@@ -71,3 +71,28 @@ def test_an_si_update_that_si_fails_to_apply_is_parked_and_retry_sends_it_again(
     assert cycle(ctx).exit_code == 0
     project = sims.zoho.deal(deal)["SI_Project_ID"]
     assert str(sims.si.projects[project]["CloseDate"]).startswith("2027-03-31")
+
+
+def test_an_export_published_before_si_imported_our_update_never_reverts_zoho(sims, make_ctx, mapping_file):
+    """Our Name update imported by SI, then an older export arrives: stale, Zoho keeps the new name."""
+    from tests.conftest import TWO_WAY_MAPPING
+
+    deal = sims.zoho.add_deal(Deal_Name="Old name", Account_Name="Acme", Send_to_SI=True)
+    ctx = make_ctx(sims, mapping_file(TWO_WAY_MAPPING))
+    assert cycle(ctx).exit_code == 0
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    project = sims.zoho.deal(deal)["SI_Project_ID"]
+    sims.zoho.edit_deal(deal, Deal_Name="New name")
+    assert cycle(ctx).exit_code == 0  # sends Name to SI
+    sims.si.export(project)  # SI exports before importing our update: it still says "Old name"
+    sims.si.import_pending(export=False)  # then imports it, without a fresh export yet
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(deal)["Deal_Name"] == "New name"
+    sims.si.export(project)  # now SI exports its current state: our name, the echo
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(deal)["Deal_Name"] == "New name"
+    assert sims.si.projects[project]["Name"] == "New name"
+    sims.si.edit_project(project, Name="Renamed in SI")  # and SI's own later edit is a real change
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(deal)["Deal_Name"] == "Renamed in SI"
