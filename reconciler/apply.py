@@ -494,7 +494,9 @@ class Applier:
 
 
 def _input_hash(write: _DealWrite) -> str:
-    return digest(write.record)
+    # The planner's UpdateDeal.input_hash: the record without its id. They must agree, or the planner never
+    # recognises the parked write and sends it again every cycle.
+    return digest({k: v for k, v in write.record.items() if k != "id"})
 
 
 def _text(values: Any, key: str) -> str | None:
