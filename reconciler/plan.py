@@ -110,17 +110,27 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def zoho_canon(deal: Deal, mapping: Mapping) -> dict[str, Any]:
-    """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
+def _canon_spec(mapping: Mapping) -> tuple[tuple[str, str, bool, FieldMap | None], ...]:
+    """Per Zoho path: its COQL column, whether it is the flag, its field map (worked out once per plan)."""
     by_path = {f.zoho: f for f in mapping.fields}
+    return tuple(
+        (path, zoho_column(path), path == mapping.flag_field, by_path.get(path))
+        for path in mapping.zoho_paths()
+    )
+
+
+def zoho_canon(
+    deal: Deal, mapping: Mapping, spec: tuple[tuple[str, str, bool, FieldMap | None], ...] | None = None
+) -> dict[str, Any]:
+    """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
     canon: dict[str, Any] = {}
-    for path in mapping.zoho_paths():
-        raw = deal.values.get(zoho_column(path))
+    for path, column, is_flag, fmap in spec or _canon_spec(mapping):
+        raw = deal.values.get(column)
         try:
-            if path == mapping.flag_field:
+            if is_flag:
                 canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False
-            elif path in by_path:
-                canon[path] = by_path[path].from_zoho(raw)
+            elif fmap is not None:
+                canon[path] = fmap.from_zoho(raw)
             else:
                 canon[path] = None if raw in (None, "") else str(raw)
         except ValueError as exc:
@@ -141,6 +151,7 @@ class _Planner:
         self.settles: list[Settle] = []
         self.unknown: list[SiExport] = []
         self.by_project = {link.project_id: link for link in world.links.values()}
+        self.canon_spec = _canon_spec(mapping)
         self.exports: dict[str, list[SiExport]] = defaultdict(list)
         for export in sorted(world.exports, key=lambda e: e.published_ms):
             self.exports[export.project_id].append(export)
@@ -155,7 +166,7 @@ class _Planner:
         for deal_id in sorted(fetched):
             deal = fetched[deal_id]
             try:
-                canon = zoho_canon(deal, self.m)
+                canon = zoho_canon(deal, self.m, self.canon_spec)
             except ValueError as exc:
                 self._park(f"deal:{deal.id}", deal.id, None, str(exc), digest(dict(deal.values)))
                 continue
@@ -191,18 +202,17 @@ class _Planner:
                 )
                 continue
             if not flagged:
+                # Syncing stops; SI's messages for the project are acknowledged unprocessed (as for any
+                # inactive pair), so they do not come back every cycle while the deal is re-read.
+                acks = self._acks(self.exports.get(link.project_id, []))
                 if link.active:
                     reason = (
                         f"{self.m.flag_field} was unticked in Zoho: syncing stopped (nothing deleted in SI)"
                     )
-                    self.settles.append(
-                        Settle(
-                            deal.id,
-                            link.project_id,
-                            (),
-                            link=replace(link, active=False, inactive_reason=reason),
-                        )
-                    )
+                    link = replace(link, active=False, inactive_reason=reason)
+                    self.settles.append(Settle(deal.id, link.project_id, (), link=link, acks=acks))
+                elif acks:
+                    self.settles.append(Settle(deal.id, link.project_id, (), acks=acks))
                 continue
             if not link.active:
                 link = replace(link, active=True, inactive_reason=None)

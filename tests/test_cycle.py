@@ -1,4 +1,4 @@
-"""A first end-to-end pin: three flagged deals become three SI projects, and a rerun writes nothing."""
+"""Cycle-level pins through the in-process simulators: creates, SI failures, stale exports, unticking."""
 
 from __future__ import annotations
 
@@ -96,3 +96,19 @@ def test_an_export_published_before_si_imported_our_update_never_reverts_zoho(si
     sims.si.edit_project(project, Name="Renamed in SI")  # and SI's own later edit is a real change
     assert cycle(ctx).exit_code == 0
     assert sims.zoho.deal(deal)["Deal_Name"] == "Renamed in SI"
+
+
+def test_exports_of_an_unticked_deal_are_acknowledged_not_synced(sims, make_ctx):
+    """Unticked deal still re-read in the look-back window: its SI export is acked and nothing written."""
+    deal = sims.zoho.add_deal(Deal_Name="Unticked", Account_Name="Acme", Send_to_SI=True, Amount=500)
+    ctx = make_ctx(sims)
+    assert cycle(ctx).exit_code == 0
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    project = sims.zoho.deal(deal)["SI_Project_ID"]
+    sims.zoho.edit_deal(deal, Send_to_SI=False)
+    assert cycle(ctx).exit_code == 0
+    sims.si.edit_project(project, Price=999)
+    assert cycle(ctx).exit_code == 0
+    assert sims.zoho.deal(deal)["Amount"] == 500
+    assert not [m for m in sims.si.export_messages if not m.imported]
