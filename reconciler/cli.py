@@ -17,7 +17,7 @@ import httpx
 from reconciler import __version__
 from reconciler.clients.http import HttpClient
 from reconciler.clients.zoho import exchange_grant_code
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, ConfigError, UserError
+from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, ApiError, ConfigError, UserError
 from reconciler.lock import InstanceLock, lock_is_held
 from reconciler.logs import configure, event
 from reconciler.mapping import load_mapping
@@ -201,10 +201,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_auth(args: argparse.Namespace) -> int:
     settings = _settings("auth")
     secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
-    with httpx.Client(timeout=30.0) as client:
-        token = exchange_grant_code(
-            HttpClient(client), settings.accounts_url, settings.zoho_client_id or "", secret, args.code
-        )
+    try:
+        with httpx.Client(timeout=30.0) as client:
+            token = exchange_grant_code(
+                HttpClient(client), settings.accounts_url, settings.zoho_client_id or "", secret, args.code
+            )
+    except (UserError, ApiError) as exc:  # the contract: `auth` exits 1 when the exchange fails
+        problems = exc.problems if isinstance(exc, UserError) else (str(exc),)
+        for problem in problems:
+            print(f"reconciler: {problem}", file=sys.stderr)
+        return EX_FAIL
     print(token)
     print(
         "\nThis is your Zoho refresh token; it is shown once and never logged. Store it as a secret:\n"

@@ -25,7 +25,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from reconciler.errors import PermanentApiError, ProtocolError, StopRequested, TransientApiError
-from reconciler.logs import event
+from reconciler.logs import event, redactor
 
 __all__ = [
     "CallStats",
@@ -108,6 +108,25 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RetryableStatus | httpx.TimeoutException | httpx.TransportError)
 
 
+def _never_sent(exc: BaseException, endpoint: str, url: str) -> bool:
+    """Whether a failure certainly happened before the server could act on our request.
+
+    A 429 was refused; a connect error never reached it; a failure of the token request (made by an
+    auth flow on the way) happened before ours was sent. Anything else (a timeout or reset after sending,
+    a 5xx) may come after the server applied it.
+    """
+    if isinstance(exc, RetryableStatus):
+        return exc.status == 429 or exc.endpoint != endpoint
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    if isinstance(exc, httpx.RequestError):
+        try:
+            return exc.request.url.path != httpx.URL(url).path
+        except RuntimeError:  # no request attached: assume the worst
+            return False
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, RetryableStatus):
         return str(exc)
@@ -162,12 +181,23 @@ class HttpClient:
 
         return log
 
-    def request(self, endpoint: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one logical request; returns any answer that is not 429/5xx; raises ``ApiError``."""
+    def request(
+        self, endpoint: str, method: str, url: str, *, replay_safe: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one logical request; returns any answer that is not 429/5xx; raises ``ApiError``.
+
+        ``replay_safe=False`` marks a write that is not idempotent (creating a note): it is resent only
+        when the failure certainly came before the server acted on it; otherwise the error goes up, and
+        the caller looks before it writes again.
+        """
+
+        def retryable(exc: BaseException) -> bool:
+            return _is_retryable(exc) and (replay_safe or _never_sent(exc, endpoint, url))
+
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
             wait=self._wait,
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(retryable),
             sleep=self._sleep,
             before_sleep=self._before_sleep(endpoint),
             reraise=True,
@@ -201,7 +231,15 @@ class HttpClient:
 
 
 def short_error(response: httpx.Response) -> str:
-    """A one-line description of an error answer: the API's own code/message when it sent JSON."""
+    """A one-line description of an error answer: the API's own code/message when it sent JSON.
+
+    Redacted here, where it is made: it travels in exceptions to stdout and into the store (cycle
+    messages, parked items), which the log sink's redaction never sees, and an API may echo a secret.
+    """
+    return redactor(_short_error(response))
+
+
+def _short_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):

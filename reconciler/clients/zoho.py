@@ -482,7 +482,10 @@ class ZohoClient:
                 }
                 for note in batch
             ]
-            response = self._request("zoho.notes.create", "POST", "Notes", json={"data": data})
+            # Not idempotent: a resent POST adds the notes twice. The applier looks before it retries.
+            response = self._request(
+                "zoho.notes.create", "POST", "Notes", json={"data": data}, replay_safe=False
+            )
             results.extend(self._per_record(response, "zoho.notes.create", [None] * len(batch)))
         return results
 

@@ -3,12 +3,16 @@
 The server hands every request to an optional ``observer`` twice: ``("received", n, request)`` before
 the simulator applies it, and ``("handled", n, request)`` after it has been applied but before the
 answer is written. The crash-consistency tests use these two points to kill the client process.
+When the simulator raises an ``httpx.TransportError`` (an injected ``timeout`` or ``reset`` fault) the
+server closes the connection without answering, as a dropped connection looks from the client.
 ``n`` counts requests from 1 across the server's life (share a :class:`RequestCounter` between two
 servers to count across both).
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +102,9 @@ class SimServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed
+            # ACK of the headers: about 40 ms per keep-alive request on Linux loopback.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -111,6 +118,10 @@ class SimServer:
                 )
                 try:
                     response = server._dispatch(request)
+                except httpx.TransportError:  # a simulated timeout or reset: hang up without answering
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
                 except Exception as exc:  # a simulator bug must surface as a 500, not a hang
                     response = httpx.Response(500, text=f"simulator error: {exc!r}")
                 content = response.content

@@ -375,10 +375,12 @@ class SiSim:
     ) -> None:
         """Answer the next ``times`` matching requests (``times=-1``: all) with a fault, unapplied.
 
-        ``kind``: ``timeout`` raises ``httpx.ReadTimeout``, ``malformed`` answers 200 with broken JSON,
-        ``empty204`` answers 204; otherwise ``status`` with ``body`` (JSON unless a str) and ``headers``.
+        ``kind``: ``timeout`` raises ``httpx.ReadTimeout``, ``reset`` drops the connection unanswered
+        (``httpx.RemoteProtocolError`` in-process, a closed socket when served), ``malformed`` answers 200
+        with broken JSON, ``empty204`` answers 204; otherwise ``status`` with ``body`` (JSON unless a str)
+        and ``headers``.
         """
-        if kind not in {None, "timeout", "malformed", "empty204"}:
+        if kind not in {None, "timeout", "reset", "malformed", "empty204"}:
             raise ValueError(f"unknown fault kind {kind!r}")
         if kind is None and status is None:
             raise ValueError("inject() needs a status or a kind")
@@ -647,6 +649,8 @@ class SiSim:
     def _fault_response(self, fault: _Fault, request: httpx.Request) -> httpx.Response:
         if fault.kind == "timeout":
             raise httpx.ReadTimeout("simulated timeout", request=request)
+        if fault.kind == "reset":
+            raise httpx.RemoteProtocolError("Server disconnected without an answer.", request=request)
         if fault.kind == "malformed":
             return httpx.Response(
                 200, content=b'{"Projects": [{"Id": ', headers={"Content-Type": "application/json"}

@@ -438,10 +438,11 @@ class ZohoSim:
         """Queue a fault for the next ``times`` requests matching method and path prefix.
 
         ``kind``: ``status`` (answer ``status``/``body``/``headers``), ``timeout`` (raise httpx.ReadTimeout),
-        ``malformed`` (200 with broken JSON), ``empty204``. With ``before=False`` the request is applied
-        first and its answer replaced (a lost answer).
+        ``reset`` (the connection drops without an answer: httpx.RemoteProtocolError in-process, a closed
+        socket when served), ``malformed`` (200 with broken JSON), ``empty204``. With ``before=False`` the
+        request is applied first and its answer replaced (a lost answer).
         """
-        if kind not in ("status", "timeout", "malformed", "empty204"):
+        if kind not in ("status", "timeout", "reset", "malformed", "empty204"):
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._faults.append(
@@ -483,6 +484,8 @@ class ZohoSim:
     def _fault_response(fault: _Fault, request: httpx.Request) -> httpx.Response:
         if fault.kind == "timeout":
             raise httpx.ReadTimeout("simulated timeout", request=request)
+        if fault.kind == "reset":
+            raise httpx.RemoteProtocolError("Server disconnected without an answer.", request=request)
         if fault.kind == "malformed":
             return httpx.Response(
                 200, content=b'{"data": [{"id": ', headers={"Content-Type": "application/json"}
