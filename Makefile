@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests benchmarks
-	$(BIN)/ruff format --check reconciler tests benchmarks
+	$(BIN)/ruff check reconciler tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check reconciler tests $(wildcard benchmarks)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
