@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/reconciler demo
 
 proof: $(STAMP)
-	$(BIN)/pytest -q
+	RECONCILER_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
