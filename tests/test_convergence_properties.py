@@ -178,7 +178,7 @@ class Run:
 
 
 def _converge(run: Run) -> None:
-    """Let SI import and cycles run until a cycle applies cleanly, SI's queue is empty, and nothing is left."""
+    """Let SI import and cycles run until one applies cleanly, SI has nothing queued, and nothing is left."""
     for _ in range(8):
         queued = run.sims.si.import_pending()
         if run.cycle() == 0 and queued == 0 and not run.sims.si.import_pending():
