@@ -19,21 +19,13 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.clients.zoho import DATA_CENTRES
 from reconciler.errors import ConfigError
 
 __all__ = ["DATA_CENTRE_URLS", "NEEDS", "Settings", "load_settings"]
 
-# dc -> (API origin, accounts origin); reference/zoho-crm-v8.md §1 (from Zoho's SDK).
-DATA_CENTRE_URLS: dict[str, tuple[str, str]] = {
-    "com": ("https://www.zohoapis.com", "https://accounts.zoho.com"),
-    "eu": ("https://www.zohoapis.eu", "https://accounts.zoho.eu"),
-    "in": ("https://www.zohoapis.in", "https://accounts.zoho.in"),
-    "com.au": ("https://www.zohoapis.com.au", "https://accounts.zoho.com.au"),
-    "jp": ("https://www.zohoapis.jp", "https://accounts.zoho.jp"),
-    "ca": ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca"),
-    "sa": ("https://www.zohoapis.sa", "https://accounts.zoho.sa"),
-    "com.cn": ("https://www.zohoapis.com.cn", "https://accounts.zoho.com.cn"),
-}
+# dc -> (API origin, accounts origin): one table, kept with the Zoho client.
+DATA_CENTRE_URLS = DATA_CENTRES
 
 SECRET_FIELDS = frozenset({"zoho_client_secret", "zoho_refresh_token", "si_api_key"})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -102,8 +103,6 @@ class Run:
         mapping_path.write_text(MAPPING, encoding="utf-8")
         self.settings = self.sims.settings(workdir / "reconciler.db", mapping_path)
         self.store = Store.open(self.settings.db_path)
-        import tomllib
-
         mapping = parse_mapping(tomllib.loads(MAPPING))
         self.ctx = build_context(
             self.settings, mapping, self.store, transport=self.sims.transport(), policy=RetryPolicy.no_waits()
