@@ -1,4 +1,4 @@
-"""The bad-input table (docs/bad-input.md): one case per row, each showing the message the user sees.
+"""The bad-input table (README, "Bad input"): one case per row, each showing the message the user sees.
 
 Settings and mapping problems stop every command with exit 78 and one line naming the variable or the
 mapping key, no traceback. Bad records (a Zoho deal, an SI export) are parked or skipped with a message
