@@ -8,6 +8,7 @@ same way. :func:`canonical` defines that form (numbers as normalised decimal str
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import tomllib
@@ -110,6 +111,20 @@ def _single(value: Any) -> None:
 
 def canonical(value: Any, kind: ZohoType) -> Any:
     """``value`` in the comparable form for ``kind``; raises ValueError naming what is wrong."""
+    # Fast paths for what the APIs send most (the planner calls this for every field of every deal):
+    # plain text, ints, and floats whose shortest repr is already a normalised decimal.
+    kind_of = type(value)
+    if kind_of is str and kind == "text":
+        return value if value.strip() else None
+    if kind in ("number", "integer"):
+        if kind_of is int:
+            return str(value)
+        if kind_of is float and math.isfinite(value):
+            if value.is_integer():
+                return str(int(value))
+            text = repr(value)
+            if kind == "number" and "e" not in text:
+                return text
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     _single(value)

@@ -97,6 +97,11 @@ def digest(value: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
+def canon_digest(canon: AbcMapping[str, Any]) -> str:
+    """:func:`digest` for a flat map of canonical values (str, bool or None), about three times faster."""
+    return hashlib.sha1(repr(sorted(canon.items())).encode()).hexdigest()[:20]
+
+
 def project_guid(deal_id: str) -> str:
     return str(uuid.uuid5(GUID_NAMESPACE, deal_id))
 
@@ -170,7 +175,7 @@ class _Planner:
             except ValueError as exc:
                 self._park(f"deal:{deal.id}", deal.id, None, str(exc), digest(dict(deal.values)))
                 continue
-            zoho_hash = digest(canon)
+            zoho_hash = canon_digest(canon)
             link = self.w.links.get(deal.id)
             link_value = canon[self.m.link_field]
             flagged = bool(canon[self.m.flag_field])
@@ -315,8 +320,9 @@ class _Planner:
     def _pending_resolved(self, deal_id: str) -> bool:
         """Whether SI resolved an update of ours this pair still waits for (its entry can go)."""
         snap = self.w.snapshots.get(deal_id)
-        pending = snap.pending.values() if snap is not None else ()
-        return any(entry.get("message_id") in self.w.publish_outcomes for entry in pending)
+        if snap is None or not snap.pending or not self.w.publish_outcomes:
+            return False  # the common case, answered without building a generator per deal
+        return any(entry.get("message_id") in self.w.publish_outcomes for entry in snap.pending.values())
 
     def _failed_si_updates(self, snap: Snapshot, deal_id: str, project_id: str) -> None:
         """Park our SI update when SI reports it failed (status 3): ``retry`` sends it again."""
@@ -395,7 +401,7 @@ class _Planner:
         values = {f.zoho: canon[f.zoho] for f in self.m.fields}
         self.actions.append(
             CreateProject(
-                key, deal.id, guid, body, zoho_hash, values, digest(after), republish=bool(republish)
+                key, deal.id, guid, body, zoho_hash, values, canon_digest(after), republish=bool(republish)
             )
         )
 
@@ -415,7 +421,7 @@ class _Planner:
             canon is not None
             and zoho_hash == snap.zoho_hash
             and not exports
-            and link == self.w.links.get(deal_id)
+            and (link is self.w.links.get(deal_id) or link == self.w.links.get(deal_id))
             and link.message_id not in self.w.publish_outcomes
             and not self._pending_resolved(deal_id)
         ):
@@ -541,7 +547,7 @@ class _Planner:
         if canon is not None:
             after = dict(canon)
             after.update({c.field: c.new for c in zoho_changes})
-            new_hash: str | None = digest(after)
+            new_hash: str | None = canon_digest(after)
         else:
             new_hash = None
         self.settles.append(

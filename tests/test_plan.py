@@ -26,7 +26,7 @@ from reconciler.model import (
     UpdateDeal,
     UpdateProject,
 )
-from reconciler.plan import QUEUED, World, digest, note_reference, plan, project_guid, zoho_canon
+from reconciler.plan import QUEUED, World, canon_digest, note_reference, plan, project_guid, zoho_canon
 from tests.conftest import TWO_WAY_MAPPING
 
 MAPPING = parse_mapping(tomllib.loads(TWO_WAY_MAPPING), source="two-way")
@@ -79,7 +79,7 @@ def agreed(d: Deal, mapping: Mapping = MAPPING, **si_overrides: Any) -> Snapshot
     """The snapshot of a pair that last agreed on the deal's current values."""
     canon = zoho_canon(d, mapping)
     fields = {f.zoho: canon[f.zoho] for f in mapping.fields}
-    return Snapshot(d.id, digest(canon), fields, {**fields, **si_overrides})
+    return Snapshot(d.id, canon_digest(canon), fields, {**fields, **si_overrides})
 
 
 def link(deal_id: str = "D1", project_id: str = "P1", **kwargs: Any) -> LinkState:
@@ -140,7 +140,7 @@ def test_create_records_the_snapshot_the_write_back_will_produce() -> None:
     d = deal("D1")
     create = only(plan(World(deals=[d]), MAPPING), CreateProject)
     after = deal("D1", SI_Project_ID=create.guid, SI_Sync_Status=QUEUED)
-    assert create.zoho_hash_after == digest(zoho_canon(after, MAPPING))
+    assert create.zoho_hash_after == canon_digest(zoho_canon(after, MAPPING))
     assert create.zoho_values["Amount"] == "100"
 
 

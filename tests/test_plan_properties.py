@@ -25,7 +25,7 @@ from reconciler.model import (
     UpdateDeal,
     UpdateProject,
 )
-from reconciler.plan import QUEUED, World, digest, plan, zoho_canon
+from reconciler.plan import QUEUED, World, canon_digest, plan, zoho_canon
 from tests.conftest import TWO_WAY_MAPPING
 
 POLICIES = ("manual", "si_wins", "zoho_wins")
@@ -107,7 +107,7 @@ def worlds(draw: st.DrawFn) -> tuple[World, Mapping, dict[str, dict[str, Any]]]:
         snap_zoho = {f.zoho: canon[f.zoho] for f in mapping.fields if not is_read or draw(st.integers(0, 5))}
         snapshots[deal_id] = Snapshot(
             deal_id,
-            digest(canon) if draw(st.booleans()) else "stale",
+            canon_digest(canon) if draw(st.booleans()) else "stale",
             snap_zoho,
             draw(si_snapshot(mapping)),
         )
