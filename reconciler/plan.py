@@ -54,6 +54,7 @@ __all__ = [
     "GUID_NAMESPACE",
     "QUEUED",
     "World",
+    "canon_digest",
     "digest",
     "note_reference",
     "plan",
