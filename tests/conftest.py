@@ -5,12 +5,14 @@ Tests talk only to loopback. Retry waits are zero (``RetryPolicy.no_waits``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -147,3 +149,18 @@ def run_cli(
     if check and result.returncode != 0:
         raise AssertionError(f"reconciler {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+@pytest.fixture
+def vendor_specs() -> ModuleType:
+    """The vendors' ``validate.py`` from ``$RECONCILER_SPECS_DIR`` or ``../shared/specs``; skip without it."""
+    candidates = [Path(os.environ["RECONCILER_SPECS_DIR"])] if os.environ.get("RECONCILER_SPECS_DIR") else []
+    candidates.append(ROOT.parent / "shared" / "specs")
+    folder = next((path for path in candidates if (path / "validate.py").is_file()), None)
+    if folder is None:
+        pytest.skip("vendor specs not found: set RECONCILER_SPECS_DIR or provide ../shared/specs")
+    spec = importlib.util.spec_from_file_location("vendor_specs_validate", folder / "validate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

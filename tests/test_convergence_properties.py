@@ -13,7 +13,6 @@ imports, and cycles in between. After the script, cycles run until one applies n
 from __future__ import annotations
 
 import os
-import textwrap
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -27,43 +26,10 @@ from reconciler.mapping import parse_mapping
 from reconciler.service import build_context, run_cycle
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
+from tests.conftest import TWO_WAY_MAPPING
 
-MAPPING = textwrap.dedent(
-    """
-    [create]
-    Name = "Deal_Name"
-    Client = "Account_Name.name"
-
-    [[fields]]
-    zoho = "Amount"
-    si = "Price"
-    direction = "si_to_zoho"
-
-    [[fields]]
-    zoho = "Labor_Hours"
-    si = "Hours"
-    direction = "si_to_zoho"
-
-    [[fields]]
-    zoho = "Stage"
-    si = "Progress"
-    direction = "si_to_zoho"
-    [fields.values]
-    "Approved" = "Closed Won"
-    "On Hold" = "Negotiation"
-
-    [[fields]]
-    zoho = "Closing_Date"
-    si = "CloseDate"
-    direction = "zoho_to_si"
-
-    [[fields]]
-    zoho = "Deal_Name"
-    si = "Name"
-    direction = "both"
-    on_conflict = "zoho_wins"
-    """
-)
+# The shared two-way mapping, with Deal_Name settled by "zoho_wins" so every script can converge.
+MAPPING = TWO_WAY_MAPPING.replace('on_conflict = "manual"', 'on_conflict = "zoho_wins"')
 STAGES = {"Approved": "Closed Won", "On Hold": "Negotiation", "Design": "Design"}
 DEALS = 3
 # `make test` keeps this small; `make proof` runs more (RECONCILER_PROPERTY_EXAMPLES=300).

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -315,26 +312,9 @@ def test_over_real_loopback_http(sim: SiSim) -> None:
 # -- contract: what we send matches D-Tools' published OpenAPI -------------------------------------------
 
 
-def _specs_dir() -> Path | None:
-    candidates = [Path(os.environ["RECONCILER_SPECS_DIR"])] if os.environ.get("RECONCILER_SPECS_DIR") else []
-    candidates.append(Path(__file__).parents[2].parent / "shared" / "specs")
-    return next((c for c in candidates if (c / "validate.py").is_file()), None)
-
-
-def _load_validator(folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vendor_specs_validate", folder / "validate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_requests_match_the_published_openapi(sim: SiSim, si: SiClient) -> None:
+def test_requests_match_the_published_openapi(sim: SiSim, si: SiClient, vendor_specs: ModuleType) -> None:
     """Every request the client sends has a spec operation, declared query names and a valid body."""
-    folder = _specs_dir()
-    if folder is None:
-        pytest.skip("vendor specs not found (set RECONCILER_SPECS_DIR)")
-    validate = _load_validator(folder)
+    validate = vendor_specs
 
     result = si.publish_project(body(CloseDate="2025-03-01T00:00:00", Budget=1000.5, Progress="Proposal"))
     si.update_project(result.project_id, [(1, "New name"), (7, "10.00")], message_id=str(uuid.uuid4()))

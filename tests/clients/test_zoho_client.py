@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -544,26 +541,9 @@ def test_over_real_loopback_http(sim: ZohoSim) -> None:
 # ---- contract -----------------------------------------------------------------------------------------
 
 
-def _specs_dir() -> Path | None:
-    candidates = [Path(os.environ["RECONCILER_SPECS_DIR"])] if os.environ.get("RECONCILER_SPECS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "specs")
-    return next((path for path in candidates if (path / "validate.py").is_file()), None)
-
-
-def _load_validator(folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vendor_specs_validate", folder / "validate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_request_bodies_follow_zohos_openapi(sim: ZohoSim, rig: RigFactory) -> None:
+def test_request_bodies_follow_zohos_openapi(sim: ZohoSim, rig: RigFactory, vendor_specs: ModuleType) -> None:
     """Every CRM request the client sends validates against Zoho's OpenAPI (skipped without the specs)."""
-    folder = _specs_dir()
-    if folder is None:
-        pytest.skip("vendor specs not found: set RECONCILER_SPECS_DIR or provide ../shared/specs")
-    validate = _load_validator(folder)
+    validate = vendor_specs
     deals = [sim.add_deal(Deal_Name=f"D{n}", Send_to_SI=True, Account_Name="Zylker") for n in range(3)]
     client = rig().client
     list(
