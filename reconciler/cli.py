@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -81,19 +82,28 @@ def _parked_in(report: CycleReport, store: Store) -> list[tuple[str, str]]:
 # ---- commands -----------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _session(command: str, stop: threading.Event | None = None) -> Iterator[Any]:
+    """The lock, the store and a cycle context for ``command``; released in reverse order."""
+    settings = _settings(command)
+    with InstanceLock(settings.lock_path):
+        store = _open_store(settings)
+        try:
+            ctx = _context(settings, store, stop=stop)
+            try:
+                yield ctx
+            finally:
+                ctx.close()
+        finally:
+            store.close()
+
+
 def cmd_run_once(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
-    settings = _settings("run-once")
-    with InstanceLock(settings.lock_path):
-        store = _open_store(settings)
-        ctx = _context(settings, store)
-        try:
-            report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
-            _monitor(ctx)(report, _parked_in(report, store))
-        finally:
-            ctx.close()
-            store.close()
+    with _session("run-once") as ctx:
+        report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
+        _monitor(ctx)(report, _parked_in(report, ctx.store))
     print(report.summary())
     return report.exit_code
 
@@ -101,15 +111,8 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
-    settings = _settings("plan")
-    with InstanceLock(settings.lock_path):
-        store = _open_store(settings)
-        ctx = _context(settings, store)
-        try:
-            report, the_plan = run_cycle(ctx, full=True if args.full else None, dry_run=True)
-        finally:
-            ctx.close()
-            store.close()
+    with _session("plan") as ctx:
+        report, the_plan = run_cycle(ctx, full=True if args.full else None, dry_run=True)
     if the_plan is None:
         print(f"reconciler: {report.message}", file=sys.stderr)
         return EX_FAIL
@@ -122,11 +125,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from reconciler.scheduler import run_daemon
     from reconciler.service import run_cycle
 
-    settings = _settings("daemon")
     stop = threading.Event()
-    with InstanceLock(settings.lock_path):
-        store = _open_store(settings)
-        ctx = _context(settings, store, stop=stop)
+    with _session("daemon", stop=stop) as ctx:
         after = _monitor(ctx)
 
         def cycle() -> CycleReport:
@@ -134,20 +134,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             return report
 
         def on_report(report: CycleReport) -> None:
-            after(report, _parked_in(report, store))
+            after(report, _parked_in(report, ctx.store))
 
+        settings = ctx.settings
         event("daemon.started", interval=settings.reconciler_interval, db=str(settings.db_path))
-        try:
-            code = run_daemon(
-                cycle,
-                interval=settings.reconciler_interval,
-                stop=stop,
-                notifier=Notifier.from_env(),
-                on_report=on_report,
-            )
-        finally:
-            ctx.close()
-            store.close()
+        code = run_daemon(
+            cycle,
+            interval=settings.reconciler_interval,
+            stop=stop,
+            notifier=Notifier.from_env(),
+            on_report=on_report,
+        )
     event("daemon.stopped")
     return code
 
