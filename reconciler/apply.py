@@ -460,6 +460,7 @@ class Applier:
             with self.store.atomic():
                 if settle.link is not None:
                     self.store.upsert_link(settle.link)
+                    self.store.forget_unknown_project(settle.link.project_id)  # e.g. adopted from the deal
                     if not settle.link.active:
                         event("pair.inactive", deal_id=settle.deal_id, reason=settle.link.inactive_reason)
                 if settle.zoho is not None:

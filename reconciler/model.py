@@ -277,7 +277,6 @@ class Settle:
     acks: tuple[Ack, ...] = ()
     link: Any = None
     resolved_keys: tuple[str, ...] = ()
-    note: str = ""
 
 
 @dataclass(frozen=True)

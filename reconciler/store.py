@@ -229,10 +229,6 @@ class Store:
         with self.db.atomic():
             self._set(key, value)
 
-    def states(self, prefix: str) -> dict[str, str]:
-        query = self.m.State.select().where(self.m.State.key.startswith(prefix))
-        return {row.key: row.value for row in query}
-
     # ---- token cache (reconciler.clients.zoho.TokenCache) ------------------------------------------
 
     def load_token(self, key: str) -> CachedToken | None:

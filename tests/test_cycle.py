@@ -112,3 +112,19 @@ def test_exports_of_an_unticked_deal_are_acknowledged_not_synced(sims, make_ctx)
     assert cycle(ctx).exit_code == 0
     assert sims.zoho.deal(deal)["Amount"] == 500
     assert not [m for m in sims.si.export_messages if not m.imported]
+
+
+def test_an_unknown_project_adopted_by_a_deal_leaves_the_unknown_list(sims, make_ctx):
+    """SI project no deal claims is reported; once a deal names it, it is linked and no longer 'unknown'."""
+    project = sims.si.add_unknown_project(Name="Made in SI", Client="Acme")
+    ctx = make_ctx(sims)
+    assert cycle(ctx).exit_code == 0
+    assert [u["project_id"] for u in ctx.store.unknown_projects()] == [project]
+    deal = sims.zoho.add_deal(
+        Deal_Name="Made in SI", Account_Name="Acme", Send_to_SI=True, SI_Project_ID=project
+    )
+    sims.si.edit_project(project, Price=750)
+    assert cycle(ctx).exit_code == 0
+    assert ctx.store.unknown_projects() == []
+    assert ctx.store.links()[deal].project_id == project
+    assert sims.si.count("POST", "/Publish/Projects") == 0
