@@ -77,6 +77,7 @@ class _DealWrite:
     changes: Sequence[FieldChange]
     action: str
     on_success: Callable[[], None] | None = None
+    input_hash: str = ""  # the planner's, so a parked write is recognised next cycle
 
 
 class Applier:
@@ -163,7 +164,15 @@ class Applier:
                     continue
                 self._update_project(update)
             writes.extend(
-                _DealWrite(u.key, u.deal_id, u.project_id, dict(u.record), u.changes, "update_deal")
+                _DealWrite(
+                    u.key,
+                    u.deal_id,
+                    u.project_id,
+                    dict(u.record),
+                    u.changes,
+                    "update_deal",
+                    input_hash=u.input_hash,
+                )
                 for u in deal_updates
             )
             self._write_deals(writes)
@@ -332,7 +341,7 @@ class Applier:
                         deal_id=write.deal_id,
                         project_id=write.project_id,
                         payload={"record": write.record},
-                        input_hash=_input_hash(write),
+                        input_hash=write.input_hash or _input_hash(write),
                         cycle_id=self.cycle_id,
                     )
                 ready.append(write)
@@ -454,13 +463,15 @@ class Applier:
 
     def _settle(self, settles: Sequence[Settle]) -> None:
         acks: list[Ack] = []
+        unknown = {u["project_id"] for u in self.store.unknown_projects()}  # usually none
         for settle in settles:
             if any(key in self._blocked for key in settle.action_keys) or self.result.stopped:
                 continue
             with self.store.atomic():
                 if settle.link is not None:
                     self.store.upsert_link(settle.link)
-                    self.store.forget_unknown_project(settle.link.project_id)  # e.g. adopted from the deal
+                    if settle.link.project_id in unknown:  # e.g. adopted from the deal's SI_Project_ID
+                        self.store.forget_unknown_project(settle.link.project_id)
                     if not settle.link.active:
                         event("pair.inactive", deal_id=settle.deal_id, reason=settle.link.inactive_reason)
                 if settle.zoho is not None:
@@ -495,8 +506,7 @@ class Applier:
 
 
 def _input_hash(write: _DealWrite) -> str:
-    # The planner's UpdateDeal.input_hash: the record without its id. They must agree, or the planner never
-    # recognises the parked write and sends it again every cycle.
+    # For a re-queued write (no planner hash): what the planner would compute, the record without its id.
     return digest({k: v for k, v in write.record.items() if k != "id"})
 
 

@@ -47,12 +47,11 @@ def _context(settings: Settings, store: Store, stop: threading.Event | None = No
     return build_context(settings, mapping, store, stop=stop)
 
 
-def _monitor(ctx: Any) -> Any:
+def _monitor(ctx: Any, client: httpx.Client) -> Any:
     """Health ping, alerts and metrics after each applied cycle (each optional, none can fail a cycle)."""
     from reconciler.monitoring import Alerter, HealthPinger, write_metrics
 
     settings: Settings = ctx.settings
-    client = httpx.Client(timeout=10.0)
     pinger = HealthPinger(client, settings.reconciler_healthcheck_url)
     alerter = Alerter(client, settings.reconciler_notify_url, ctx.store, clock=ctx.clock)
 
@@ -101,9 +100,9 @@ def _session(command: str, stop: threading.Event | None = None) -> Iterator[Any]
 def cmd_run_once(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
-    with _session("run-once") as ctx:
+    with _session("run-once") as ctx, httpx.Client(timeout=10.0) as monitoring:
         report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
-        _monitor(ctx)(report, _parked_in(report, ctx.store))
+        _monitor(ctx, monitoring)(report, _parked_in(report, ctx.store))
     print(report.summary())
     return report.exit_code
 
@@ -126,8 +125,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
     stop = threading.Event()
-    with _session("daemon", stop=stop) as ctx:
-        after = _monitor(ctx)
+    with _session("daemon", stop=stop) as ctx, httpx.Client(timeout=10.0) as monitoring:
+        after = _monitor(ctx, monitoring)
 
         def cycle() -> CycleReport:
             report, _ = run_cycle(ctx)
@@ -158,7 +157,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EX_OK
     store = _open_store(settings)
     try:
-        status = collect_status(store, db=str(settings.db_path), lock_held=lock_is_held(settings.lock_path))
+        status = collect_status(
+            store,
+            db=str(settings.db_path),
+            lock_held=lock_is_held(settings.lock_path),
+            interval=settings.reconciler_interval,
+        )
     finally:
         store.close()
     print(status_json(status) if args.json else status_text(status))

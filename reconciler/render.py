@@ -128,7 +128,10 @@ def status_text(status: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Parked items ({len(status['parked'])}): retry with `reconciler retry KEY` or `--all`")
     for item in status["parked"]:
-        lines.append(f"  {item['key']}  (attempts {item['attempts']}, since {when(item['updated_at'])})")
+        lines.append(
+            f"  {item['key']}  (attempts {item['attempts']}, since {when(item['updated_at'])}; "
+            f"next retry {item['next_retry']})"
+        )
         lines.append(f"      {item['error']}")
     if status["conflicts"]:
         lines.append("")
@@ -141,7 +144,8 @@ def status_text(status: dict[str, Any]) -> str:
         lines.append(f"Waiting for a retry ({len(status['pending'])}):")
         for item in status["pending"]:
             lines.append(
-                f"  {item['key']}  attempts {item['attempts']}, next try {when(item['next_retry_at'])}"
+                f"  {item['key']}  attempts {item['attempts']}, retried by the next cycle "
+                f"(about {when(item['next_retry_at'])} under the daemon), parked after 5"
             )
             lines.append(f"      {item['error']}")
     if status["stopped"]:

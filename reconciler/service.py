@@ -244,7 +244,7 @@ def fetch_publish_outcomes(ctx: Context, message_ids: Iterable[str]) -> dict[str
                 break
     for message_id in sorted(left - set(outcomes)):
         status = ctx.si.message_status(message_id)
-        if status.status_id in (2, 3):
+        if status.status_id in (MESSAGE_IMPORTED, MESSAGE_FAILED):
             outcomes[message_id] = _publish_outcome(status)
     return outcomes
 
@@ -367,7 +367,7 @@ def run_cycle(
         event("cycle.refused", "ERROR", reason=the_plan.refused)
         return report("refused", EX_FAIL, counts, the_plan.refused), the_plan
 
-    retried = [i for i in ctx.store.open_intents().values() if i.status == "retry"]
+    retried = [i for i in world.intents.values() if i.status == "retry"]
     applier = Applier(ctx.store, ctx.zoho, ctx.si, ctx.mapping, cycle_id=cycle_id, stop=ctx.stop)
     try:
         result = applier.apply(the_plan, retried)
@@ -426,9 +426,14 @@ def _outcome(report: Callable[..., CycleReport], result: ApplyResult) -> CycleRe
 # ---- status ---------------------------------------------------------------------------------------------
 
 
-def collect_status(store: Store, *, db: str, lock_held: bool, cycles: int = 10) -> dict[str, Any]:
+def collect_status(
+    store: Store, *, db: str, lock_held: bool, cycles: int = 10, interval: float | None = None
+) -> dict[str, Any]:
     """Everything ``reconciler status`` shows, as plain data (no secrets: the token value is not read)."""
     parked, conflicts, pending = [], [], []
+    # A pending item is retried by the next cycle (and parked after MAX_ATTEMPTS), not on its own clock.
+    recent = store.recent_cycles(1)
+    next_cycle = recent[0]["started_at"] + interval if recent and interval else None
     for intent in store.open_intents().values():
         if intent.status == "parked" and intent.kind == "conflict":
             payload = intent.payload or {}
@@ -451,7 +456,7 @@ def collect_status(store: Store, *, db: str, lock_held: bool, cycles: int = 10) 
                     "error": intent.last_error,
                     "attempts": intent.attempts,
                     "updated_at": intent.updated_at,
-                    "next_retry_at": None,
+                    "next_retry": f"after `reconciler retry {intent.key}`",
                 }
             )
         elif intent.status in ("pending", "retry"):
@@ -461,7 +466,7 @@ def collect_status(store: Store, *, db: str, lock_held: bool, cycles: int = 10) 
                     "kind": intent.kind,
                     "error": intent.last_error or "(in flight or re-queued)",
                     "attempts": intent.attempts,
-                    "next_retry_at": intent.next_retry_at,
+                    "next_retry_at": next_cycle,
                 }
             )
     links = store.links()

@@ -445,7 +445,7 @@ class Store:
             attempts=attempts,
             last_error=error,
             status="parked" if parked else "pending",
-            next_retry_at=None if parked else now + min(3600.0, 60.0 * 2**attempts),
+            next_retry_at=None,
             updated_at=now,
         ).where(self.m.Intent.key == key).execute()
         return parked
