@@ -49,7 +49,7 @@ def field_problems(mapping: Mapping, catalogue: list[dict[str, object]]) -> list
 
 def run_check(settings: Settings, mapping: Mapping, store: Store) -> tuple[list[str], list[str]]:
     """Refresh a token, read Zoho's field catalogue, make one SI GET. Returns (problems, notes)."""
-    from reconciler.service import build_context
+    from reconciler.context import build_context
 
     ctx = build_context(settings, mapping, store)
     problems: list[str] = []

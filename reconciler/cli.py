@@ -41,7 +41,7 @@ def _open_store(settings: Settings) -> Store:
 
 
 def _context(settings: Settings, store: Store, stop: threading.Event | None = None) -> Any:
-    from reconciler.service import build_context
+    from reconciler.context import build_context
 
     mapping = load_mapping(settings.reconciler_mapping)
     return build_context(settings, mapping, store, stop=stop)
@@ -72,12 +72,6 @@ def _monitor(ctx: Any, client: httpx.Client) -> Any:
     return after
 
 
-def _parked_in(report: CycleReport, store: Store) -> list[tuple[str, str]]:
-    if report.outcome != "parked":
-        return []
-    return [(i.key, i.last_error or "") for i in store.parked() if i.updated_at >= report.started_at]
-
-
 # ---- commands -----------------------------------------------------------------------------------------
 
 
@@ -98,42 +92,90 @@ def _session(command: str, stop: threading.Event | None = None) -> Iterator[Any]
 
 
 def cmd_run_once(args: argparse.Namespace) -> int:
-    from reconciler.service import run_cycle
+    from reconciler.cycle import CycleOptions
+
+    options = CycleOptions(full=True if args.full else None, force=args.force, expect=args.expect)
+    return _apply_cycle("run-once", options)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from reconciler.cycle import CycleOptions
+
+    if not args.deep:
+        raise ConfigError("reconcile: pass --deep (a deep reconcile reads SI's current state of every pair)")
+    return _apply_cycle("reconcile", CycleOptions(deep=True, force=args.force, expect=args.expect))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from reconciler.cycle import CycleOptions
+
+    approved, mode = _load_plan(args.file)
+    options = CycleOptions(full=mode != "incremental", deep=mode == "deep", approved=approved)
+    return _apply_cycle("apply", options)
+
+
+def _load_plan(path: str) -> tuple[frozenset[tuple[str, str]], str]:
+    """The (key, input hash) of every action a saved plan (``plan --out``) holds, and its read mode."""
+    import json
+    from pathlib import Path
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        actions = document["actions"]
+        approved = frozenset((str(a["key"]), str(a.get("input_hash", ""))) for a in actions)
+        mode = str(document.get("mode", "full"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"apply: {path}: not a plan saved by `reconciler plan --out` ({exc})") from None
+    return approved, mode
+
+
+def _apply_cycle(command: str, options: Any) -> int:
+    from reconciler.cycle import run_cycle
 
     with _session("run-once") as ctx, httpx.Client(timeout=10.0) as monitoring:
-        report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
-        _monitor(ctx, monitoring)(report, _parked_in(report, ctx.store))
-    print(report.summary())
-    return report.exit_code
+        result = run_cycle(ctx, options)
+        _monitor(ctx, monitoring)(result.report, result.parked)
+    print(result.report.summary())
+    return result.report.exit_code
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler.service import run_cycle
+    from reconciler.cycle import CycleOptions, run_cycle
 
+    options = CycleOptions(full=True if args.full else None, dry_run=True, deep=args.deep)
     with _session("plan") as ctx:
-        report, the_plan = run_cycle(ctx, full=True if args.full else None, dry_run=True)
+        result = run_cycle(ctx, options)
+    report, the_plan = result.report, result.plan
     if the_plan is None:
         print(f"reconciler: {report.message}", file=sys.stderr)
         return EX_FAIL
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(plan_json(the_plan, report) + "\n", encoding="utf-8")
     print(plan_json(the_plan, report) if args.json else plan_text(the_plan, report))
+    if args.out:
+        print(f"Saved to {args.out}; apply exactly this plan with: reconciler apply {args.out}")
     return report.exit_code
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from reconciler.cycle import run_cycle
     from reconciler.notify import Notifier
     from reconciler.scheduler import run_daemon
-    from reconciler.service import run_cycle
 
     stop = threading.Event()
     with _session("daemon", stop=stop) as ctx, httpx.Client(timeout=10.0) as monitoring:
         after = _monitor(ctx, monitoring)
+        parked: dict[int, tuple[tuple[str, str], ...]] = {}
 
         def cycle() -> CycleReport:
-            report, _ = run_cycle(ctx)
-            return report
+            result = run_cycle(ctx)
+            parked[id(result.report)] = result.parked
+            return result.report
 
         def on_report(report: CycleReport) -> None:
-            after(report, _parked_in(report, ctx.store))
+            after(report, parked.pop(id(report), ()))
 
         settings = ctx.settings
         event("daemon.started", interval=settings.reconciler_interval, db=str(settings.db_path))
@@ -149,7 +191,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from reconciler.service import collect_status
+    from reconciler.status import collect_status
 
     settings = _settings("status")
     if not settings.db_path.exists():
@@ -261,12 +303,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-once", help="one cycle, applied")
     p.add_argument("--full", action="store_true", help="re-read every flagged and linked deal")
     p.add_argument("--force", action="store_true", help="apply even when the mass-change guard refuses")
+    p.add_argument(
+        "--expect", type=int, metavar="N", help="apply a large plan, but only if it writes at most N records"
+    )
     p.set_defaults(func=cmd_run_once)
 
     p = sub.add_parser("plan", help="one cycle, printed; writes nothing")
     p.add_argument("--full", action="store_true", help="re-read every flagged and linked deal")
+    p.add_argument("--deep", action="store_true", help="preview a deep reconcile (reads SI's current state)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--out", metavar="FILE", help="also save the plan, for `reconciler apply FILE`")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("apply", help="apply exactly a plan saved with `plan --out` (stale actions skipped)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("reconcile", help="with --deep: repair drift against SI's current state of every pair")
+    p.add_argument("--deep", action="store_true", help="read SI's current state of every active pair")
+    p.add_argument("--force", action="store_true", help="apply even when the mass-change guard refuses")
+    p.add_argument("--expect", type=int, metavar="N", help="apply only if the plan writes at most N records")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("daemon", help="scheduled cycles until SIGTERM/SIGINT")
     p.set_defaults(func=cmd_daemon)

@@ -12,10 +12,12 @@ import tempfile
 from pathlib import Path
 
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import Context, build_context
+from reconciler.cycle import CycleOptions, run_cycle
 from reconciler.mapping import load_mapping
 from reconciler.render import plan_text, status_text
-from reconciler.service import Context, build_context, collect_status, run_cycle
 from reconciler.sim.harness import SimPair
+from reconciler.status import collect_status
 from reconciler.store import Store
 
 __all__ = ["run_demo"]
@@ -43,7 +45,7 @@ def _deals(sims: SimPair, ids: list[str]) -> None:
 
 
 def _cycle(ctx: Context, label: str) -> int:
-    report, _ = run_cycle(ctx)
+    report = run_cycle(ctx).report
     calls = ", ".join(f"{k}={v}" for k, v in sorted(report.api_calls.items()))
     _say(f"   run-once: {report.summary()}")
     _say(f"   API calls: {calls or 'none'} (exit code {report.exit_code}) [{label}]")
@@ -86,7 +88,9 @@ def _run(sims: SimPair, workdir: Path) -> int:
     )
     try:
         _step(1, "Sales ticked 'Send to SI' on four deals (one has no account). `reconciler plan` (dry run):")
-        report, the_plan = run_cycle(ctx, dry_run=True)
+        result = run_cycle(ctx, CycleOptions(dry_run=True))
+        report, the_plan = result.report, result.plan
+        assert the_plan is not None, report.message
         for line in plan_text(the_plan, report).splitlines():
             _say("   " + line)
         _say(f"   plan exit code: {report.exit_code} (2 = changes pending)")

@@ -292,6 +292,10 @@ class Mapping:
         """Whether field sync needs more than the list payload (ProjectInfo) gives."""
         return bool(self.si_keys_needed() - SI_LIST_FIELDS)
 
+    def needs_change_order_detail(self) -> bool:
+        """Whether a change-order message needs a detail read (for its notes or its fields)."""
+        return bool(self.template_keys() - SI_LIST_FIELDS) or self.needs_project_detail()
+
 
 def zoho_column(path: str) -> str:
     """The COQL column for a mapping path: ``Account_Name.name`` -> ``Account_Name.Account_Name``."""

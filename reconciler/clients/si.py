@@ -191,13 +191,21 @@ class SiClient:
                     raise ProtocolError(endpoint, f"an entry of {list_key!r} is not a JSON object")
                 yield item
             collected += len(items)
-            if not items:
+            announced = (
+                int(total)
+                if isinstance(total, int | str) and not isinstance(total, bool) and str(total).isdigit()
+                else None
+            )
+            if announced is not None and collected >= announced:
                 return
-            if isinstance(total, int | str) and not isinstance(total, bool) and str(total).isdigit():
-                if collected >= int(total):
-                    return
-            elif len(items) < page_size:  # no usable TotalCount: a short page is the last one
-                return
+            if not items or len(items) < page_size:
+                if announced is not None:
+                    # Ended early: never take a listing that stopped short of its TotalCount as complete.
+                    raise ProtocolError(
+                        endpoint,
+                        f"the listing ended after {collected} of the {announced} entries it announced",
+                    )
+                return  # no usable TotalCount: a short or empty page is the last one
             page += 1
 
     # -- publish -------------------------------------------------------------------------------------
@@ -249,12 +257,15 @@ class SiClient:
 
     # -- subscribe -----------------------------------------------------------------------------------
 
-    def iter_exports(self, page_size: int = 200) -> Iterator[dict[str, Any]]:
-        """Unacknowledged export messages (folded ``ProjectInfo`` dicts), oldest first, all pages.
+    def iter_exports(
+        self, page_size: int = 200, *, include_imported: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Unacknowledged export messages (folded ``ProjectInfo`` dicts), oldest first, all pages; with
+        ``include_imported`` every message SI still lists, acknowledged or not.
 
         Acknowledge only after the iteration is done: marking messages while paging shifts the pages.
         """
-        params: Params = [("includeImported", "false")]
+        params: Params = [("includeImported", "true" if include_imported else "false")]
         yield from self._pages("si.subscribe.list", "/Subscribe/Projects", params, "projects", page_size)
 
     def get_project(self, project_id: str, co_number: str | None = None) -> dict[str, Any]:
@@ -272,6 +283,11 @@ class SiClient:
             "/Subscribe/Projects/GetProjectByMessageId",
             params=[("messageId", message_id)],
         )
+
+    def mark_imported_by_message(self, message_id: str, published_ms: int) -> None:
+        """Acknowledge exactly one export message (``MarkAsImportedByMessageId``)."""
+        params: Params = [("messageId", message_id), ("publishedOnUnixTimeMs", published_ms)]
+        self._send("si.mark_imported", "PUT", "/Subscribe/Projects/MarkAsImportedByMessageId", params=params)
 
     def mark_imported(self, project_id: str, co_number: str | None, published_ms: int) -> None:
         """Acknowledge that project's (or change order's) export messages up to ``published_ms``."""

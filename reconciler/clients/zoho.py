@@ -13,6 +13,7 @@ answer is raised as ``RetryableStatus`` and the choke point retries the whole lo
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import threading
@@ -340,6 +341,17 @@ class NoteDraft:
     content: str
 
 
+def _server_time(response: httpx.Response) -> float | None:
+    """The answer's ``Date`` header as epoch seconds (None when absent or unreadable)."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -362,6 +374,7 @@ class ZohoClient:
         self._default_api_url = default_api_url.rstrip("/")
         self._auth = auth
         self.module = module
+        self.server_time: float | None = None  # Zoho's clock (its Date header) at the last COQL answer
 
     @property
     def base_url(self) -> str:
@@ -390,6 +403,7 @@ class ZohoClient:
     def coql(self, query: str) -> tuple[list[dict[str, Any]], bool]:
         """Run one COQL query; returns its rows and whether Zoho has more (``info.more_records``)."""
         response = self._request("zoho.coql", "POST", "coql", json={"select_query": query})
+        self.server_time = _server_time(response)
         if response.status_code == 204:
             return [], False
         self._fail(response, "zoho.coql")
@@ -413,11 +427,20 @@ class ZohoClient:
         select = f"select {', '.join(columns)} from {self.module}"
         tail = f"order by id asc limit {page_size}"
         query = f"{select} where {where} {tail}"
+        first = True
         while True:
             rows, more = self.coql(query)
+            if not first and not rows:
+                # Zoho announced more records, then answered 204: the read ended early.
+                raise ProtocolError("zoho.coql", "no records after Zoho announced more (a read cut short)")
+            if more and len(rows) < page_size:
+                raise ProtocolError(
+                    "zoho.coql", f"a page of {len(rows)} rows while Zoho announced more (a read cut short)"
+                )
             yield from rows
-            if not rows or not more or len(rows) < page_size:
+            if not rows or not more:
                 return
+            first = False
             last = str(rows[-1]["id"]).replace("'", "")
             query = f"{select} where ({where} and id > '{last}') {tail}"
 

@@ -564,7 +564,10 @@ class SiSim:
         message_id = _guid(raw_id, "messageId")
         limit = _optional_int(_one(q, "publishedonunixtimems"))
         marked = self._mark_where(lambda m: m.message_id == message_id and _not_newer(m, limit))
-        self.acks.append(Ack(None, None, limit, message_id, marked))
+        found = next((m for m in self.export_messages if m.message_id == message_id), None)
+        project_id = found.project_id if found is not None else None
+        co = found.co_number if found is not None else None
+        self.acks.append(Ack(project_id, co, limit, message_id, marked))
         return 200, None
 
     # -- internals --------------------------------------------------------------------------------------

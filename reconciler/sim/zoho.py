@@ -636,6 +636,8 @@ class ZohoSim:
                 return datetime.fromisoformat(str(value))
             if dtype in ("currency", "double", "integer", "percent") and not isinstance(value, bool):
                 return float(value)
+            if dtype == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"  # COQL's documented form quotes booleans: = 'true'
         except (TypeError, ValueError):
             raise CoqlError(
                 "INVALID_QUERY", f"value given is not a valid {dtype}", value=str(value)

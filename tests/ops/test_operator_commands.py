@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.context import Context
 from reconciler.lock import InstanceLock
 from reconciler.plan import QUEUED, project_guid
-from reconciler.service import Context
 from reconciler.sim.harness import SimPair
 from reconciler.sim.server import SimServer
 from tests.conftest import DEFAULT_MAPPING, TWO_WAY_MAPPING, cycle, run_cli
