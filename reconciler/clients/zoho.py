@@ -368,8 +368,10 @@ class ZohoClient:
         default_api_url: str,
         auth: ZohoAuth | None = None,
         module: str = "Deals",
+        page_size: int = COQL_MAX_ROWS,
     ) -> None:
         self._http = http
+        self.page_size = page_size  # rows per COQL page (Zoho's maximum; tests use less)
         self._api_url = api_url.rstrip("/") if api_url else None
         self._default_api_url = default_api_url.rstrip("/")
         self._auth = auth
@@ -416,9 +418,10 @@ class ZohoClient:
         return rows, more
 
     def iter_records(
-        self, fields: Sequence[str], where: str, page_size: int = COQL_MAX_ROWS
+        self, fields: Sequence[str], where: str, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every row matching ``where`` (one bracketed expression), paged by id so it works past 100,000."""
+        page_size = page_size or self.page_size
         columns = list(fields) if "id" in fields else ["id", *fields]
         if len(columns) > COQL_MAX_FIELDS:
             raise ValueError(f"COQL selects at most {COQL_MAX_FIELDS} fields; {len(columns)} were asked for")

@@ -311,6 +311,7 @@ class _Fault:
     headers: dict[str, str]
     times: int
     before: bool
+    skip: int = 0  # let this many matching requests through first
 
 
 class ZohoSim:
@@ -434,8 +435,10 @@ class ZohoSim:
         times: int = 1,
         before: bool = True,
         kind: str = "status",
+        skip: int = 0,
     ) -> None:
-        """Queue a fault for the next ``times`` requests matching method and path prefix.
+        """Queue a fault for the next ``times`` requests matching method and path prefix (after ``skip``
+        matching requests that pass untouched).
 
         ``kind``: ``status`` (answer ``status``/``body``/``headers``), ``timeout`` (raise httpx.ReadTimeout),
         ``reset`` (the connection drops without an answer: httpx.RemoteProtocolError in-process, a closed
@@ -446,7 +449,9 @@ class ZohoSim:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._faults.append(
-                _Fault(method.upper(), path_prefix, kind, status, body, dict(headers or {}), times, before)
+                _Fault(
+                    method.upper(), path_prefix, kind, status, body, dict(headers or {}), times, before, skip
+                )
             )
 
     def count(self, method: str, path_prefix: str) -> int:
@@ -474,6 +479,9 @@ class ZohoSim:
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
             if fault.method == method.upper() and path.startswith(fault.prefix):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
