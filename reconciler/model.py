@@ -73,6 +73,7 @@ class LinkState:
     publish_error: str | None = None
     active: bool = True
     inactive_reason: str | None = None
+    si_state: str = ""  # "archived" or "deleted" when SI's newest export says so
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class Snapshot:
     ``si`` is the value SI holds or will hold once our queued updates are imported; ``pending`` lists
     those queued updates per field (``value``, ``message_id``, ``stale``: values SI may still show that
     are not edits, ``imported_ms`` once SI imported it). ``updates`` counts the SI updates this pair has
-    begun, so each new one gets a new ``MessageId``.
+    begun, so each new one gets a new ``MessageId``. ``held`` keeps what SI reported while the pair was not
+    syncing (field -> ``[value, PublishedOnUnixTimeMs]``): those messages were acknowledged, and the values
+    are applied when the pair syncs again.
     """
 
     deal_id: str
@@ -91,9 +94,10 @@ class Snapshot:
     si: Mapping[str, Any] = None  # type: ignore[assignment]
     pending: Mapping[str, Any] = None  # type: ignore[assignment]
     updates: int = 0
+    held: Mapping[str, Any] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        for name in ("zoho", "si", "pending"):
+        for name in ("zoho", "si", "pending", "held"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, {})
 
@@ -326,6 +330,7 @@ class Settle:
     link: Any = None
     resolved_keys: tuple[str, ...] = ()
     updates: int | None = None  # the snapshot's count of SI updates begun (None: unchanged)
+    held: Mapping[str, Any] | None = None  # a stopped pair: SI's reports to keep until it syncs again
 
 
 @dataclass(frozen=True)

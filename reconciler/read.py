@@ -184,7 +184,11 @@ def _confirm_missing(ctx: Context, got: _Read, active_links: int, force: bool) -
 
 def _exports(ctx: Context, got: _Read, *, include_imported: bool) -> list[SiExport]:
     exports = []
-    for values in ctx.si.iter_exports(include_imported=include_imported):
+    # Archived and deleted projects too: a linked project SI archived or deleted must show on its deal.
+    exports_of = ctx.si.iter_exports(
+        include_imported=include_imported, include_archived=True, include_deleted=True
+    )
+    for values in exports_of:
         export = _export(values, got)
         if export is not None:
             exports.append(export)
@@ -289,7 +293,7 @@ def _current_state(ctx: Context, active: frozenset[str], got: _Read) -> list[SiE
     lacks. A project SI never exported has no current state to read.
     """
     newest: dict[tuple[str, bool], SiExport] = {}
-    for values in ctx.si.iter_exports(include_imported=True):
+    for values in ctx.si.iter_exports(include_imported=True, include_archived=True, include_deleted=True):
         export = _export(values, _Read())  # problems are reported by the unacknowledged listing
         if export is None or export.project_id not in active:
             continue

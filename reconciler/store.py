@@ -34,14 +34,19 @@ SCHEMA_VERSION = 2
 Migration = Callable[[SqliteMigrator, Any], None]
 
 
-def _v2_snapshot_updates(migrator: SqliteMigrator, models: Any) -> None:
-    """v2: each snapshot counts the SI updates its pair has begun (it seeds their MessageIds)."""
+def _v2_snapshot_counters(migrator: SqliteMigrator, models: Any) -> None:
+    """v2: each snapshot counts the SI updates its pair has begun (it seeds their MessageIds) and keeps
+    what SI reported while the pair was not syncing; each link knows if SI archived or deleted it."""
     from playhouse.migrate import migrate
 
-    migrate(migrator.add_column("snapshot", "updates", pw.IntegerField(default=0)))
+    migrate(
+        migrator.add_column("snapshot", "updates", pw.IntegerField(default=0)),
+        migrator.add_column("snapshot", "held", pw.TextField(default="{}")),
+        migrator.add_column("link", "si_state", pw.CharField(default="")),
+    )
 
 
-MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_updates}
+MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_counters}
 
 
 def _models(db: pw.Database) -> Any:
@@ -63,6 +68,7 @@ def _models(db: pw.Database) -> Any:
         publish_error = pw.TextField(null=True)
         active = pw.BooleanField(default=True)
         inactive_reason = pw.TextField(null=True)
+        si_state = pw.CharField(default="")
         created_at = pw.FloatField()
         updated_at = pw.FloatField()
 
@@ -74,6 +80,7 @@ def _models(db: pw.Database) -> Any:
         pending = pw.TextField(default="{}")
         updated_at = pw.FloatField()
         updates = pw.IntegerField(default=0)
+        held = pw.TextField(default="{}")
 
         class Meta:
             table_name = "snapshot"
@@ -322,6 +329,7 @@ class Store:
             publish_error=row.publish_error,
             active=bool(row.active),
             inactive_reason=row.inactive_reason,
+            si_state=row.si_state or "",
         )
 
     def link_count(self) -> int:
@@ -337,6 +345,7 @@ class Store:
             "publish_error": link.publish_error,
             "active": link.active,
             "inactive_reason": link.inactive_reason,
+            "si_state": link.si_state,
             "updated_at": now,
         }
         if existing is None:
@@ -371,6 +380,7 @@ class Store:
             si=json.loads(row.si),
             pending=json.loads(row.pending),
             updates=int(row.updates or 0),
+            held=json.loads(row.held or "{}"),
         )
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -384,6 +394,7 @@ class Store:
             pending=_dumps(dict(snapshot.pending)),
             updated_at=self.clock(),
             updates=snapshot.updates,
+            held=_dumps(dict(snapshot.held)),
         ).on_conflict(
             conflict_target=[row.deal_id],
             update={
@@ -393,7 +404,15 @@ class Store:
                 row.pending: pw.EXCLUDED.pending,
                 row.updated_at: pw.EXCLUDED.updated_at,
                 row.updates: pw.fn.MAX(row.updates, pw.EXCLUDED.updates),
+                row.held: pw.EXCLUDED.held,
             },
+        ).execute()
+
+    def save_held(self, deal_id: str, held: Mapping[str, Any]) -> None:
+        """Keep SI's reports for a pair that is not syncing (the rest of its snapshot is left alone)."""
+        row = self.m.SnapshotRow
+        row.insert(deal_id=deal_id, held=_dumps(dict(held)), updated_at=self.clock()).on_conflict(
+            conflict_target=[row.deal_id], update={row.held: pw.EXCLUDED.held}
         ).execute()
 
     # ---- intents ----------------------------------------------------------------------------------

@@ -177,6 +177,8 @@ class Applier:
                         event("pair.inactive", deal_id=settle.deal_id, reason=settle.link.inactive_reason)
                 if settle.zoho is not None:
                     store.save_snapshot(self._snapshot(settle))
+                elif settle.held is not None:
+                    store.save_held(settle.deal_id, settle.held)
                 for key in settle.resolved_keys:
                     store.finish_intent(key)
             acks.extend(settle.acks)

@@ -72,6 +72,10 @@ def co_number(value: object) -> str | None:
 _normalise_co = co_number  # the methods below take a parameter called ``co_number``
 
 
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """The answer to a publish: the project's Guid and the queue message that carries it."""
@@ -258,14 +262,24 @@ class SiClient:
     # -- subscribe -----------------------------------------------------------------------------------
 
     def iter_exports(
-        self, page_size: int = 200, *, include_imported: bool = False
+        self,
+        page_size: int = 200,
+        *,
+        include_imported: bool = False,
+        include_archived: bool = False,
+        include_deleted: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Unacknowledged export messages (folded ``ProjectInfo`` dicts), oldest first, all pages; with
-        ``include_imported`` every message SI still lists, acknowledged or not.
+        ``include_imported`` every message SI still lists, acknowledged or not. Archived and deleted
+        projects are listed only when asked for.
 
         Acknowledge only after the iteration is done: marking messages while paging shifts the pages.
         """
-        params: Params = [("includeImported", "true" if include_imported else "false")]
+        params: Params = [
+            ("includeImported", _flag(include_imported)),
+            ("includeArchived", _flag(include_archived)),
+            ("includeDeleted", _flag(include_deleted)),
+        ]
         yield from self._pages("si.subscribe.list", "/Subscribe/Projects", params, "projects", page_size)
 
     def get_project(self, project_id: str, co_number: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from reconciler.mapping import FieldMap, Mapping, canonical, zoho_column
 from reconciler.model import Deal
 
 __all__ = [
+    "ARCHIVED_IN_SI",
     "CO_FIELDS",
+    "DELETED_IN_SI",
     "GUID_NAMESPACE",
     "IN_SI",
     "QUEUED",
@@ -44,6 +46,8 @@ STATUS_MAX = 255
 REFERENCE_PREFIX = "[zohosi-ref "
 QUEUED = "Queued for SI"
 IN_SI = "In SI"
+ARCHIVED_IN_SI = "Archived in SI"
+DELETED_IN_SI = "Deleted in SI"
 # SI's ImportedOn has whole seconds: an export stamped within the same second may predate the import.
 IMPORT_CLOCK_SLACK_MS = 1000
 # SI properties that describe a change order rather than the project ("cost" starts with "co" too).

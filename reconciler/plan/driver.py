@@ -34,7 +34,8 @@ from reconciler.plan.common import canon_digest, canon_spec, digest, zoho_canon
 from reconciler.plan.create import plan_create, resume_create
 from reconciler.plan.guard import refusal
 from reconciler.plan.needs import deal_role
-from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, plan_pair
+from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, plan_pair, split_held
+from reconciler.plan.reports import si_reports
 
 __all__ = ["plan"]
 
@@ -238,14 +239,31 @@ class _Driver:
         )
 
     def _stop(self, link: LinkState, reason: str) -> None:
-        """Syncing stops; SI's messages for the project are acknowledged unprocessed (so they do not come
-        back every cycle while the deal is re-read)."""
-        acks = acks_for(self.exports.get(link.project_id, []))
+        """Syncing stops; SI's messages for the project are acknowledged (so they do not come back every
+        cycle while the deal is re-read), and the values they report are kept for when it syncs again."""
+        exports = self.exports.get(link.project_id, [])
+        acks = acks_for(exports)
+        held = self._held(link, exports)
         if link.active:
             stopped = replace(link, active=False, inactive_reason=reason)
-            self.out.settles.append(Settle(link.deal_id, link.project_id, (), link=stopped, acks=acks))
+            self.out.settles.append(
+                Settle(link.deal_id, link.project_id, (), link=stopped, acks=acks, held=held)
+            )
         elif acks:
-            self.out.settles.append(Settle(link.deal_id, link.project_id, (), acks=acks))
+            self.out.settles.append(Settle(link.deal_id, link.project_id, (), acks=acks, held=held))
+
+    def _held(self, link: LinkState, exports: list[SiExport]) -> dict[str, Any] | None:
+        """SI's reports in messages acknowledged while the pair does not sync, newest kept per field."""
+        usable, _ = split_held(exports, self.mapping)
+        reports = si_reports(usable, self.mapping, link.project_id, link.deal_id)
+        if not reports.values:
+            return None
+        held = dict(self._snapshot(link.deal_id).held)
+        for name, value in reports.values.items():
+            when = reports.published_ms[name]
+            if name not in held or int(held[name][1]) <= when:
+                held[name] = [value, when]
+        return held
 
     def _missing(self, fetched: AbcMapping[str, Deal]) -> set[str]:
         """Full read: active links whose deal was not returned. Confirmed gone: stop; else: hold."""

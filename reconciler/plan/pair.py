@@ -37,7 +37,16 @@ from reconciler.model import (
     UpdateDeal,
     UpdateProject,
 )
-from reconciler.plan.common import IN_SI, STATUS_MAX, canon_digest, digest, truncate, update_message_id
+from reconciler.plan.common import (
+    ARCHIVED_IN_SI,
+    DELETED_IN_SI,
+    IN_SI,
+    STATUS_MAX,
+    canon_digest,
+    digest,
+    truncate,
+    update_message_id,
+)
 from reconciler.plan.fields import _UNSET, FieldView, SiRead, decide, read_si
 from reconciler.plan.notes import plan_notes
 from reconciler.plan.reports import si_reports
@@ -149,9 +158,16 @@ def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
         return PairPlan(tuple(work.actions), settle)
     if w.open(keys.bad_project(project_id)):
         work.resolved.append(keys.bad_project(project_id))  # a later export carries a good value
-    snapshot = _fields(p, reports.values, reports.published_ms, work, w)
+    values, published = dict(reports.values), dict(reports.published_ms)
+    for name, (value, when) in p.snapshot.held.items():  # reported while the pair did not sync
+        if name not in values or published[name] < int(when):
+            values[name], published[name] = value, int(when)
+    snapshot = _fields(p, values, published, work, w)
     snapshot = _deal_update(p, snapshot, work, w)
+    if link.si_state == "deleted":
+        work.si_changes.clear()  # SI cannot take updates of a deleted project; they flow if it returns
     snapshot, updates = _project_update(p, snapshot, work, w)
+    snapshot = _shown_status(p, snapshot, work, w)
     work.actions.extend(notes)
     work.waits.extend(n.key for n in notes)  # the acks wait for the notes, or a failed note is lost
     after_hash = None
@@ -192,7 +208,7 @@ def _add(work: _Work, action: Action | None) -> None:
 
 def _quiet(p: PairInputs, w: Lookups) -> bool:
     """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved."""
-    if p.forced or p.stored is None or p.link != p.stored:
+    if p.forced or p.stored is None or p.link != p.stored or p.snapshot.held:
         return False
     if p.canon is not None and p.zoho_hash != p.snapshot.zoho_hash:
         return False
@@ -224,12 +240,60 @@ def _held(held: Sequence[SiExport], deal_id: str, project_id: str, work: _Work, 
 
 
 def _publish(p: PairInputs, usable: Sequence[SiExport], work: _Work, w: Lookups) -> LinkState:
-    """The publish's fate, shown on the deal; returns the link as it stands after this cycle."""
+    """The publish's fate and the project's state in SI, shown on the deal; returns the link after it.
+
+    ``SI_Sync_Status`` reads ``Queued for SI`` until SI imports the project, then ``In SI``, or ``SI
+    import failed: <message>``; ``Archived in SI`` or ``Deleted in SI`` while SI's newest export says so.
+    """
     link, m = p.link, w.mapping
     if p.canon is not None and not p.canon[m.link_field]:
         # The deal must carry its project id (a crash between publish and write-back, or a human cleared it).
         work.zoho_changes.append(FieldChange(m.link_field, None, link.project_id))
         work.deal_record[m.link_field] = link.project_id
+    before = link
+    link = _outcome(link, usable, work, w)
+    base = [e for e in usable if e.co_number is None]
+    if base:
+        newest = max(base, key=lambda e: e.published_ms).values
+        state = (
+            "deleted"
+            if newest.get("deleted") is True
+            else "archived"
+            if newest.get("archived") is True
+            else ""
+        )
+        link = replace(link, si_state=state)
+    text = _status_text(link)
+    if m.status_field and text is not None:
+        known = p.canon is not None or m.status_field in p.snapshot.zoho
+        old = p.canon.get(m.status_field) if p.canon is not None else p.snapshot.zoho.get(m.status_field)
+        if old != text and (known or link != before):
+            work.zoho_changes.append(FieldChange(m.status_field, old, text))
+            work.deal_record[m.status_field] = text
+    return link
+
+
+def _si_state(values: AbcMapping[str, Any]) -> str:
+    """What SI's newest base-project export says of the project: deleted, archived, or neither."""
+    if values.get("deleted") is True:
+        return "deleted"
+    return "archived" if values.get("archived") is True else ""
+
+
+def _status_text(link: LinkState) -> str | None:
+    if link.si_state == "deleted":
+        return DELETED_IN_SI
+    if link.si_state == "archived":
+        return ARCHIVED_IN_SI
+    if link.publish_status == "imported":
+        return IN_SI
+    if link.publish_status == "failed":
+        return truncate(f"SI import failed: {link.publish_error or 'no reason given'}", STATUS_MAX)
+    return None  # still queued: the create wrote "Queued for SI"
+
+
+def _outcome(link: LinkState, usable: Sequence[SiExport], work: _Work, w: Lookups) -> LinkState:
+    """A pending publish SI imported (or failed to import, or whose status SI lost)."""
     if link.publish_status != "pending":
         return link
     message_id = link.message_id or ""
@@ -246,30 +310,21 @@ def _publish(p: PairInputs, usable: Sequence[SiExport], work: _Work, w: Lookups)
         # Imported (an export of the project proves it too, when SI lost the message's status).
         if w.open(keys.lost_status(message_id)):
             work.resolved.append(keys.lost_status(message_id))
-        link = replace(link, publish_status="imported", publish_error=None)
-        status_text = IN_SI
-    else:
-        error = outcome.error or "no reason given"
-        link = replace(link, publish_status="failed", publish_error=error)
-        status_text = truncate(f"SI import failed: {error}", STATUS_MAX)
-        key = keys.publish(link.deal_id)
-        if not w.is_parked(key, outcome.message_id):
-            work.actions.append(
-                Park(
-                    key,
-                    link.deal_id,
-                    link.project_id,
-                    f"deal {link.deal_id}: SI failed to import project {link.project_id}: {error}; fix the "
-                    f"cause, then `reconciler retry {key}` publishes it again",
-                    outcome.message_id,
-                )
+        return replace(link, publish_status="imported", publish_error=None)
+    error = outcome.error or "no reason given"
+    key = keys.publish(link.deal_id)
+    if not w.is_parked(key, outcome.message_id):
+        work.actions.append(
+            Park(
+                key,
+                link.deal_id,
+                link.project_id,
+                f"deal {link.deal_id}: SI failed to import project {link.project_id}: {error}; fix the "
+                f"cause, then `reconciler retry {key}` publishes it again",
+                outcome.message_id,
             )
-    if m.status_field:
-        old = p.canon.get(m.status_field) if p.canon is not None else p.snapshot.zoho.get(m.status_field)
-        if old != status_text:
-            work.zoho_changes.append(FieldChange(m.status_field, old, status_text))
-            work.deal_record[m.status_field] = status_text
-    return link
+        )
+    return replace(link, publish_status="failed", publish_error=error)
 
 
 def _pending(p: PairInputs, work: _Work, w: Lookups) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -382,7 +437,23 @@ def _fields(
         if decision.to_si:
             (value,) = decision.to_si
             work.si_changes.append((fmap, FieldChange(name, si.value if si.known else None, value), si))
-    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates)
+    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {})
+
+
+def _shown_status(p: PairInputs, snapshot: Snapshot, work: _Work, w: Lookups) -> Snapshot:
+    """The snapshot remembers the sync status the deal shows, to compare with when the deal is not read."""
+    status = w.mapping.status_field
+    if not status:
+        return snapshot
+    if status in work.deal_record:
+        shown = work.deal_record[status]
+    elif p.canon is not None:
+        shown = p.canon.get(status)
+    elif status in p.snapshot.zoho:
+        shown = p.snapshot.zoho[status]
+    else:
+        return snapshot
+    return replace(snapshot, zoho={**snapshot.zoho, status: shown})
 
 
 def _deal_update(p: PairInputs, snapshot: Snapshot, work: _Work, w: Lookups) -> Snapshot:

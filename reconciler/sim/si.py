@@ -362,6 +362,11 @@ class SiSim:
 
     # -- test hooks: faults and the request log --------------------------------------------------------
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued (the network is healthy again)."""
+        with self._lock:
+            self._faults.clear()
+
     def inject(
         self,
         method: str,

@@ -424,6 +424,11 @@ class ZohoSim:
         with self._lock:
             return [copy.deepcopy(n) for n in self.notes if n["Parent_Id"]["id"] == deal_id]
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued (the network is healthy again)."""
+        with self._lock:
+            self._faults.clear()
+
     def inject(
         self,
         method: str,
