@@ -85,7 +85,8 @@ class Snapshot:
     are not edits, ``imported_ms`` once SI imported it). ``updates`` counts the SI updates this pair has
     begun, so each new one gets a new ``MessageId``. ``held`` keeps what SI reported while the pair was not
     syncing (field -> ``[value, PublishedOnUnixTimeMs]``): those messages were acknowledged, and the values
-    are applied when the pair syncs again.
+    are applied when the pair syncs again. ``reported`` holds, per field, when SI published the report
+    ``si`` comes from: an older message delivered again (its acknowledgement failed) is not news.
     """
 
     deal_id: str
@@ -95,9 +96,10 @@ class Snapshot:
     pending: Mapping[str, Any] = None  # type: ignore[assignment]
     updates: int = 0
     held: Mapping[str, Any] = None  # type: ignore[assignment]
+    reported: Mapping[str, int] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        for name in ("zoho", "si", "pending", "held"):
+        for name in ("zoho", "si", "pending", "held", "reported"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, {})
 
@@ -331,6 +333,7 @@ class Settle:
     resolved_keys: tuple[str, ...] = ()
     updates: int | None = None  # the snapshot's count of SI updates begun (None: unchanged)
     held: Mapping[str, Any] | None = None  # a stopped pair: SI's reports to keep until it syncs again
+    reported: Mapping[str, int] | None = None  # per field, when SI published the report ``si`` comes from
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def _v2_snapshot_counters(migrator: SqliteMigrator, models: Any) -> None:
     migrate(
         migrator.add_column("snapshot", "updates", pw.IntegerField(default=0)),
         migrator.add_column("snapshot", "held", pw.TextField(default="{}")),
+        migrator.add_column("snapshot", "reported", pw.TextField(default="{}")),
         migrator.add_column("link", "si_state", pw.CharField(default="")),
     )
 
@@ -81,6 +82,7 @@ def _models(db: pw.Database) -> Any:
         updated_at = pw.FloatField()
         updates = pw.IntegerField(default=0)
         held = pw.TextField(default="{}")
+        reported = pw.TextField(default="{}")
 
         class Meta:
             table_name = "snapshot"
@@ -381,6 +383,7 @@ class Store:
             pending=json.loads(row.pending),
             updates=int(row.updates or 0),
             held=json.loads(row.held or "{}"),
+            reported=json.loads(row.reported or "{}"),
         )
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -395,6 +398,7 @@ class Store:
             updated_at=self.clock(),
             updates=snapshot.updates,
             held=_dumps(dict(snapshot.held)),
+            reported=_dumps(dict(snapshot.reported)),
         ).on_conflict(
             conflict_target=[row.deal_id],
             update={
@@ -405,6 +409,7 @@ class Store:
                 row.updated_at: pw.EXCLUDED.updated_at,
                 row.updates: pw.fn.MAX(row.updates, pw.EXCLUDED.updates),
                 row.held: pw.EXCLUDED.held,
+                row.reported: pw.EXCLUDED.reported,
             },
         ).execute()
 

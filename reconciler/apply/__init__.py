@@ -199,6 +199,7 @@ class Applier:
             si=dict(settle.si or {}),
             pending=pending,
             updates=settle.updates or 0,
+            reported=dict(settle.reported or {}),
         )
 
     def _close(self, keys: Sequence[str]) -> None:

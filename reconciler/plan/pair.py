@@ -49,7 +49,7 @@ from reconciler.plan.common import (
 )
 from reconciler.plan.fields import _UNSET, FieldView, SiRead, decide, read_si
 from reconciler.plan.notes import plan_notes
-from reconciler.plan.reports import si_reports
+from reconciler.plan.reports import Reports, si_reports
 
 __all__ = ["Lookups", "PairInputs", "PairPlan", "acks_for", "failure", "plan_pair", "split_held"]
 
@@ -158,11 +158,7 @@ def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
         return PairPlan(tuple(work.actions), settle)
     if w.open(keys.bad_project(project_id)):
         work.resolved.append(keys.bad_project(project_id))  # a later export carries a good value
-    values, published = dict(reports.values), dict(reports.published_ms)
-    for name, (value, when) in p.snapshot.held.items():  # reported while the pair did not sync
-        if name not in values or published[name] < int(when):
-            values[name], published[name] = value, int(when)
-    snapshot = _fields(p, values, published, work, w)
+    snapshot = _fields(p, _heard(p, reports), work, w)
     snapshot = _deal_update(p, snapshot, work, w)
     if link.si_state == "deleted":
         work.si_changes.clear()  # SI cannot take updates of a deleted project; they flow if it returns
@@ -187,6 +183,7 @@ def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
         link=link,
         resolved_keys=tuple(work.resolved),
         updates=updates,
+        reported=snapshot.reported,
     )
     return PairPlan(tuple(work.actions), settle)
 
@@ -389,13 +386,54 @@ def _failed_update(p: PairInputs, message_id: str, names: list[str], work: _Work
         )
 
 
-def _fields(
-    p: PairInputs,
-    reported: AbcMapping[str, Any],
-    reported_ms: AbcMapping[str, int],
-    work: _Work,
-    w: Lookups,
-) -> Snapshot:
+@dataclass(frozen=True)
+class _Heard:
+    """What SI said of one field: its newest value this poll, when, whether it is SI's present state
+    (``reconcile --deep``), and every value of the poll oldest first."""
+
+    value: Any
+    ms: int
+    current: bool = False
+    history: tuple[tuple[Any, int], ...] = ()
+
+
+def _heard(p: PairInputs, reports: Reports) -> dict[str, _Heard]:
+    """This poll's reports, plus those kept while the pair did not sync (the newest wins)."""
+    heard = {
+        name: _Heard(value, reports.published_ms[name], name in reports.current, tuple(reports.history[name]))
+        for name, value in reports.values.items()
+    }
+    for name, (value, when) in p.snapshot.held.items():
+        if name not in heard or heard[name].ms < int(when):
+            heard[name] = _Heard(value, int(when))
+    return heard
+
+
+def _report(
+    name: str,
+    heard: _Heard | None,
+    snap: Snapshot,
+    entry: AbcMapping[str, Any] | None,
+    base_si: dict[str, Any],
+) -> tuple[Any, int, AbcMapping[str, Any] | None]:
+    """The report to read for ``name`` (``_UNSET``: none new), its time, and our update still waiting.
+
+    A report no newer than the one the snapshot already applied is an old message delivered again (its
+    acknowledgement failed): not news. An echo of our waiting update earlier in this poll ends the wait
+    there, so a newer report after it is SI's own value, not a stale one.
+    """
+    if heard is None:
+        return _UNSET, 0, entry
+    watermark = int(snap.reported.get(name, -1))
+    if not heard.current and heard.ms <= watermark:
+        return _UNSET, 0, entry
+    if entry is not None and any(v == entry.get("value") and ms > watermark for v, ms in heard.history[:-1]):
+        base_si[name] = entry.get("value")
+        entry = None
+    return heard.value, heard.ms, entry
+
+
+def _fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: _Work, w: Lookups) -> Snapshot:
     """Decide every mapped field; returns the snapshot the pair will have (before SI's new pending)."""
     snap, m = p.snapshot, w.mapping
     zoho_now = {f.zoho: p.canon[f.zoho] for f in m.fields} if p.canon is not None else dict(snap.zoho)
@@ -403,9 +441,13 @@ def _fields(
     pending, new_si = _pending(p, work, w)
     base_si = dict(new_si)
     new_pending: dict[str, Any] = {}
+    reported = dict(snap.reported)
     for fmap in m.fields:
         name = fmap.zoho
-        si = read_si(name, base_si, pending.get(name), reported.get(name, _UNSET), reported_ms.get(name, 0))
+        report, ms, entry = _report(name, heard.get(name), snap, pending.get(name), base_si)
+        if report is not _UNSET:
+            reported[name] = max(ms, int(reported.get(name, 0)))
+        si = read_si(name, base_si, entry, report, ms)
         zoho = zoho_now.get(name)
         changed = p.canon is not None and (name not in snap.zoho or zoho != snap.zoho[name])
         view = FieldView(fmap.direction, fmap.on_conflict, zoho, changed, name not in snap.zoho, si)
@@ -437,7 +479,7 @@ def _fields(
         if decision.to_si:
             (value,) = decision.to_si
             work.si_changes.append((fmap, FieldChange(name, si.value if si.known else None, value), si))
-    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {})
+    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {}, reported)
 
 
 def _shown_status(p: PairInputs, snapshot: Snapshot, work: _Work, w: Lookups) -> Snapshot:
