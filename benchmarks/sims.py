@@ -97,7 +97,7 @@ class IndexedZohoSim(ZohoSim):
             return None
         try:
             meta = self._meta()
-            atoms = zoho_module._atoms(query.where)
+            atoms = zoho_module.atoms(query.where)
             types = {atom.field: self._column_type(atom.field, meta, "where") for atom in atoms}
             ids = self._sorted_ids()
             start, exact = 0, None

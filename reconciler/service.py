@@ -31,9 +31,10 @@ from reconciler.errors import (
     StopRequested,
 )
 from reconciler.logs import event
-from reconciler.mapping import SI_LIST_FIELDS, Mapping, zoho_column
+from reconciler.mapping import SI_LIST_FIELDS, Mapping
 from reconciler.model import CycleReport, Deal, PublishOutcome, SiExport
 from reconciler.plan import World, plan
+from reconciler.queries import deal_columns, deal_where
 from reconciler.settings import Settings
 from reconciler.store import Store
 
@@ -105,13 +106,6 @@ def build_context(
 # ---- fetch --------------------------------------------------------------------------------------------
 
 
-def _deal_where(mapping: Mapping, since: str | None) -> str:
-    wanted = f"({mapping.flag_field} = true or {mapping.link_field} is not null)"
-    if since is None:
-        return wanted
-    return f"(Modified_Time >= '{since}' and {wanted})"
-
-
 def _since(cursor: str | None) -> str | None:
     if not cursor:
         return None
@@ -121,8 +115,7 @@ def _since(cursor: str | None) -> str | None:
 
 def fetch_deals(ctx: Context, *, full: bool) -> list[Deal]:
     cursor = None if full else ctx.store.get_state(CURSOR_KEY)
-    columns = ["Modified_Time", *(zoho_column(path) for path in ctx.mapping.zoho_paths())]
-    rows = ctx.zoho.iter_records(list(dict.fromkeys(columns)), _deal_where(ctx.mapping, _since(cursor)))
+    rows = ctx.zoho.iter_records(deal_columns(ctx.mapping), deal_where(ctx.mapping, _since(cursor)))
     return [Deal(str(row["id"]), row) for row in rows]
 
 

@@ -30,14 +30,16 @@ INFO_FIELDS = (  # noqa: SIM905 - as above
     " CurrencyCode Price ImportedOn PublishedOn PublishedOnUnixTimeMs Deleted Archived"
 ).split()
 
-# ProjectFieldId -> Project property: 1..15 in this order, 100 + N for CustomFieldN.
+# ProjectFieldId -> Project property, as D-Tools publishes it (SI OpenAPI, UpdateProjectField.projectFieldId):
+# 1..15 in this order; CustomField1..54 = 101..154; CustomField65..75 = 155..165; CustomField55..64 have none.
 _UPDATE_NAMES = (  # noqa: SIM905 - as above
     "Name Progress StartDate EndDate EstimatedCloseDate CloseDate Budget ScopeOfWork AssignedTo SalesRep"
     " ProjectManager Designer Client ClientNumber ClientPONumber"
 ).split()
 UPDATE_FIELDS = {
     **dict(enumerate(_UPDATE_NAMES, start=1)),
-    **{100 + n: f"CustomField{n}" for n in range(1, 76)},
+    **{100 + n: f"CustomField{n}" for n in range(1, 55)},
+    **{90 + n: f"CustomField{n}" for n in range(65, 76)},
 }
 _DATE_FIELDS = {"StartDate", "EndDate", "EstimatedCloseDate", "CloseDate"}
 _DECIMAL_CUSTOM = {*range(15, 19), *range(55, 65)}

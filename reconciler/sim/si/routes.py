@@ -53,6 +53,17 @@ def _flag(value: str | None, name: str) -> bool:
     raise Reject(400, _INVALID + f" ({name})")
 
 
+def _refused_arrays(raw: dict[str, list[str]], accepted: str) -> dict[str, Any] | None:
+    """An ASP.NET Web API model-binding 400 for an array filter in a form ``accepted`` rules out."""
+    state: dict[str, list[str]] = {}
+    for key, values in raw.items():
+        if accepted == "indexed" and len(values) > 1 and not key.endswith("]"):
+            state[key] = [f"'{key}' is given more than once; send {key}[0]=...&{key}[1]=..."]
+        elif accepted == "repeated" and re.search(r"\[\d*\]$", key):
+            state[key] = [f"The value '{values[0]}' is not valid for {key}."]
+    return {"Message": _INVALID, "ModelState": state} if state else None
+
+
 class SiSim(SiState):
     """The SI queue over HTTP: ``handle`` serves one request (thread-safe)."""
 
@@ -81,6 +92,9 @@ class SiSim(SiState):
                 return self._fault_response(fault, request)
             if request.headers.get("X-DTSI-ApiKey") != self.api_key:
                 return self._json(401, _DENIED)
+            refused = _refused_arrays(raw, self.array_filters)
+            if refused:
+                return self._json(400, refused)
             try:
                 status, payload = self._route(request.method, path, query, body)
             except Reject as exc:
@@ -166,11 +180,14 @@ class SiSim(SiState):
         for message in self.publish_messages:
             if message.id == wanted:
                 return 200, message.status()
-        raise Reject(404, f"Message '{wanted}' was not found.")
+        # Not documented (dtools-si.md, corrections): by default 404 with a body naming the id.
+        raise Reject(self.unknown_message_status, f"Message '{wanted}' was not found.")
 
     def _message_statuses(self, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         statuses = {_int(v, "messageStatusIds") for v in q.get("messagestatusids", [])}
         types = {_int(v, "messageTypeIds") for v in q.get("messagetypeids", [])}
+        if self.ignore_status_filters:
+            statuses, types = set(), set()
         found = [
             m.status()
             for m in self.publish_messages
@@ -182,8 +199,16 @@ class SiSim(SiState):
     def _subscribe_list(self, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         if _one(q, "id"):
             return 200, self._detail(str(_one(q, "id")), _one(q, "conumber"))
-        everything = _flag(_one(q, "includeimported"), "includeImported")
-        found = [copy.deepcopy(m.info) for m in self.export_messages if everything or not m.imported]
+        imported = _flag(_one(q, "includeimported"), "includeImported")
+        archived = _flag(_one(q, "includearchived"), "includeArchived")
+        deleted = _flag(_one(q, "includedeleted"), "includeDeleted")
+        found = [
+            copy.deepcopy(m.info)
+            for m in self.export_messages
+            if (imported or not m.imported)
+            and (archived or not m.info.get("Archived"))
+            and (deleted or not m.info.get("Deleted"))
+        ]
         return 200, {"Projects": _page(found, q), "TotalCount": len(found)}
 
     def _detail(self, raw_id: str, co_number: str | None) -> dict[str, Any]:

@@ -15,12 +15,14 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.sim.si.fields import CANONICAL, INFO_FIELDS, co_key, co_out, convert, guid
 from reconciler.sim.si.messages import Ack, ExportMessage, Fault, PublishMessage, SimRequest
 
-__all__ = ["SiState"]
+__all__ = ["ArrayFilters", "SiState"]
+
+ArrayFilters = Literal["any", "indexed", "repeated"]
 
 
 class SiState:
@@ -32,9 +34,18 @@ class SiState:
         *,
         clock: Callable[[], float] | None = None,
         camel_case: bool = False,
+        array_filters: ArrayFilters = "any",
     ) -> None:
         self.api_key = api_key
         self.camel_case = camel_case  # answer camelCase (as the OpenAPI spells it) instead of PascalCase
+        # Array filters taken: "any" (x=1&x=2 or x[0]=1&x[1]=2, as ASP.NET binds both); "indexed" (strict:
+        # a repeated key is a 400, as SI's help page documents only x[0]=..); "repeated" (the indexed form is
+        # a 400: a variant that disagrees with the docs, for testing ``reconciler check``).
+        self.array_filters: ArrayFilters = array_filters
+        # Answer PublishedMessagesStatus with every message, whatever the filters (a filter SI ignored).
+        self.ignore_status_filters = False
+        # PublishedMessageStatus for an id SI does not know: not documented; this status, with a body.
+        self.unknown_message_status = 404
         self.projects: dict[str, dict[str, Any]] = {}
         self.change_orders: dict[str, dict[str, dict[str, Any]]] = {}
         self.publish_messages: list[PublishMessage] = []
@@ -160,6 +171,33 @@ class SiState:
             if export:
                 self.export(project_id)
             return project_id
+
+    def archive_project(self, project_id: str, *, export: bool = True) -> str | None:
+        """An SI user archives a project; SI exports it with ``Archived: true``."""
+        return self._set_state(project_id, "Archived", True, export)
+
+    def unarchive_project(self, project_id: str, *, export: bool = True) -> str | None:
+        """An SI user takes a project out of the archive; exported with ``Archived: false``."""
+        return self._set_state(project_id, "Archived", False, export)
+
+    def delete_project(self, project_id: str, *, export: bool = True) -> str | None:
+        """An SI user deletes a project; SI exports it with ``Deleted: true``."""
+        return self._set_state(project_id, "Deleted", True, export)
+
+    def purge_message_status(self, message_id: str) -> bool:
+        """SI forgets a publish message (no retention is documented): its status becomes unknown."""
+        with self._lock:
+            kept = [m for m in self.publish_messages if m.id != message_id]
+            purged = len(kept) != len(self.publish_messages)
+            self.publish_messages = kept
+            return purged
+
+    def _set_state(self, project_id: str, flag: str, value: bool, export: bool) -> str | None:
+        with self._lock:
+            project = self.projects[project_id]
+            project[flag] = value
+            project["UpdatedOn"] = self._iso()
+            return self.export(project_id) if export else None
 
     # -- test hooks: faults and the request log --------------------------------------------------------
 

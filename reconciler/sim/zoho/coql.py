@@ -16,9 +16,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["CoqlEngine", "CoqlError", "parse"]
+__all__ = ["BooleanLiterals", "CoqlEngine", "CoqlError", "Query", "atoms", "parse"]
+
+BooleanLiterals = Literal["any", "quoted", "bare"]
 
 
 class CoqlError(Exception):
@@ -44,7 +46,7 @@ class _Pair:
 
 
 @dataclass(frozen=True)
-class _Query:
+class Query:
     fields: list[str]
     module: str
     where: _Atom | _Pair | None
@@ -71,8 +73,10 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 class _Parser:
     """``select f, ... from M [where C] [order by f [asc|desc]] [limit N[, M]] [offset M]``."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, booleans: BooleanLiterals = "any") -> None:
+        self.booleans = booleans
         self.tokens: list[tuple[str, str]] = []
+        self.columns: list[int] = []  # 1-based column of each token, for SYNTAX_ERROR details
         pos = 0
         while text[pos:].strip():
             match = _TOKEN.match(text, pos)
@@ -81,6 +85,7 @@ class _Parser:
                     "SYNTAX_ERROR", "error at or near the given position", near=text[pos:].strip()[:20]
                 )
             self.tokens.append((match.lastgroup, match.group(match.lastgroup)))
+            self.columns.append(match.start(match.lastgroup) + 1)
             pos = match.end()
         self.pos = 0
 
@@ -102,7 +107,7 @@ class _Parser:
         self.pos += 1
         return got
 
-    def query(self) -> _Query:
+    def query(self) -> Query:
         self.take("word", "select")
         fields = [self.take("word")]
         while self.peek_op(","):
@@ -136,7 +141,7 @@ class _Parser:
                 f"error at or near '{self.tokens[self.pos][1]}'",
                 near=self.tokens[self.pos][1],
             )
-        return _Query(fields, module, where, order_by, descending, limit, offset)
+        return Query(fields, module, where, order_by, descending, limit, offset)
 
     def integer(self) -> int:
         text = self.take("num")
@@ -189,29 +194,42 @@ class _Parser:
 
     def value(self) -> Any:
         kind, text = self.tokens[self.pos] if self.pos < len(self.tokens) else ("", "")
+        column = self.columns[self.pos] if self.pos < len(self.columns) else 0
         self.take()
         if kind == "str":
-            return re.sub(r"\\(.)", r"\1", text[1:-1])
+            inner = re.sub(r"\\(.)", r"\1", text[1:-1])
+            if self.booleans == "bare" and inner.lower() in ("true", "false"):  # a variant that differs
+                raise CoqlError("INVALID_QUERY", "value given is not a valid boolean", value=inner)
+            return inner
         if kind == "num":
             return float(text) if "." in text else int(text)
         if kind == "word" and text.lower() in ("true", "false"):
+            if self.booleans == "quoted":  # Zoho documents only the quoted form, 'true'
+                raise CoqlError(
+                    "SYNTAX_ERROR", f"error at or near '{text}'", line=1, column=column, near=text
+                )
             return text.lower() == "true"
         if kind == "word" and text.lower() == "null":
             return None
         raise CoqlError("SYNTAX_ERROR", f"error at or near '{text}'", near=text)
 
 
-def _atoms(cond: _Atom | _Pair | None) -> list[_Atom]:
+def atoms(cond: _Atom | _Pair | None) -> list[_Atom]:
     if cond is None:
         return []
     if isinstance(cond, _Atom):
         return [cond]
-    return _atoms(cond.left) + _atoms(cond.right)
+    return atoms(cond.left) + atoms(cond.right)
 
 
-def parse(text: str) -> _Query:
-    """Parse one ``select_query``; raises :class:`CoqlError` as Zoho would answer it."""
-    return _Parser(text).query()
+def parse(text: str, *, booleans: BooleanLiterals = "any") -> Query:
+    """Parse one ``select_query``; raises :class:`CoqlError` as Zoho would answer it.
+
+    ``booleans``: ``any`` takes ``'true'`` (the documented form) and bare ``true``; ``quoted`` (the strict
+    variant) answers a bare ``true`` with ``SYNTAX_ERROR``; ``bare`` answers the text ``'true'`` with
+    ``INVALID_QUERY`` (a Zoho that disagreed with its documentation, for testing ``reconciler check``).
+    """
+    return _Parser(text, booleans=booleans).query()
 
 
 class CoqlEngine:
@@ -269,7 +287,9 @@ class CoqlEngine:
                 return datetime.fromisoformat(str(value))
             if dtype in ("currency", "double", "integer", "percent") and not isinstance(value, bool):
                 return float(value)
-        except (TypeError, ValueError):
+            if dtype == "boolean" and isinstance(value, str):
+                return {"true": True, "false": False}[value.strip().lower()]
+        except (TypeError, ValueError, KeyError):
             raise CoqlError(
                 "INVALID_QUERY", f"value given is not a valid {dtype}", value=str(value)
             ) from None
@@ -300,13 +320,13 @@ class CoqlEngine:
         except TypeError:
             return False
 
-    def _run(self, query: _Query) -> tuple[list[dict[str, Any]], bool]:
+    def _run(self, query: Query) -> tuple[list[dict[str, Any]], bool]:
         if query.module.lower() != "deals":
             raise CoqlError("INVALID_QUERY", "invalid module given", clause="from", module=query.module)
         if len(query.fields) > 50:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=50, clause="select")
-        atoms = _atoms(query.where)
-        if len(atoms) > 25:
+        criteria = atoms(query.where)
+        if len(criteria) > 25:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=25, clause="where")
         if query.limit < 1:
             raise CoqlError("INVALID_QUERY", "limit given seems to be invalid", limit=query.limit)
@@ -316,7 +336,7 @@ class CoqlEngine:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=100_000, clause="offset")
         meta = self._meta()
         types = {name: self._column_type(name, meta, "select") for name in query.fields}
-        types |= {atom.field: self._column_type(atom.field, meta, "where") for atom in atoms}
+        types |= {atom.field: self._column_type(atom.field, meta, "where") for atom in criteria}
         order_type = self._column_type(query.order_by, meta, "order by")
         matched = [deal for deal in self.deals.values() if self._matches(deal, query.where, types)]
 

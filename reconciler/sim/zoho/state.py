@@ -10,14 +10,23 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.sim.zoho.coql import CoqlEngine
+from reconciler.sim.zoho.coql import BooleanLiterals, CoqlEngine
 
-__all__ = ["ACCESS_DENIED", "SIM_USER", "Fault", "ZohoState", "default_fields_meta", "iso_stamp"]
+__all__ = [
+    "ACCESS_DENIED",
+    "NEEDED_SCOPES",
+    "SIM_USER",
+    "Fault",
+    "ZohoState",
+    "default_fields_meta",
+    "iso_stamp",
+    "scope_covers",
+]
 
 TOKEN_LIFETIME = timedelta(hours=1)
 TOKEN_WINDOW = timedelta(minutes=10)
@@ -28,6 +37,11 @@ ACCESS_DENIED = {
     "status": "failure",
 }
 SIM_USER = {"name": "Sim Integration", "id": "5725767000000411001"}
+# What the README tells an admin to grant: a grant with all of these can make every call we make.
+NEEDED_SCOPES = frozenset({
+    "ZohoCRM.modules.deals.ALL", "ZohoCRM.modules.notes.ALL", "ZohoCRM.coql.READ",
+    "ZohoCRM.settings.fields.READ", "ZohoCRM.modules.accounts.READ", "ZohoCRM.modules.contacts.READ",
+})  # fmt: skip
 _DEFAULT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("Owner", "ownerlookup", "Deal Owner", {}),
     ("Deal_Name", "text", "Deal Name", {"length": 120}),
@@ -89,6 +103,18 @@ class Fault:
     before: bool
 
 
+def scope_covers(granted: Iterable[str], needed: str) -> bool:
+    """Whether a grant holds ``needed``: itself, or a wider scope (``ZohoCRM.modules.ALL``,
+    ``ZohoCRM.modules.deals.ALL``, ``ZohoCRM.modules.READ`` all cover ``ZohoCRM.modules.deals.READ``).
+    Scope names compare case-insensitively (Zoho's own pages write both ``Deals`` and ``deals``)."""
+    *want, operation = needed.lower().split(".")
+    for scope in granted:
+        *have, allowed = scope.strip().lower().split(".")
+        if want[: len(have)] == have and allowed in ("all", operation):
+            return True
+    return False
+
+
 class ZohoState(CoqlEngine):
     """Zoho accounts + CRM v8 data in one object; every helper holds ``_lock``."""
 
@@ -99,12 +125,19 @@ class ZohoState(CoqlEngine):
         refresh_token: str = "sim-refresh",
         *,
         clock: Callable[[], datetime] | None = None,
+        boolean_literals: BooleanLiterals = "any",
+        scopes: Iterable[str] = NEEDED_SCOPES,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.refresh_token = refresh_token
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.token_limit = True
+        # COQL boolean literals taken: "any"; "quoted" (strict: a bare ``true`` is SYNTAX_ERROR, as only
+        # ``'true'`` is documented); "bare" (``'true'`` is refused: a variant that disagrees with the docs).
+        self.boolean_literals: BooleanLiterals = boolean_literals
+        # The scopes of every refresh-token grant (and of a client-credentials grant that names none).
+        self.grant_scopes = frozenset(scopes)
         self.tokens_issued = 0
         self.fields_meta: list[dict[str, Any]] = default_fields_meta()
         self.accounts: dict[str, str] = {}
@@ -116,6 +149,7 @@ class ZohoState(CoqlEngine):
         self._refresh_tokens = {refresh_token}
         self._grant_codes: dict[str, str] = {}
         self._access: dict[str, datetime] = {}
+        self._token_scopes: dict[str, frozenset[str]] = {}
         self._issued: dict[str, list[datetime]] = {}
         self._faults: list[Fault] = []
         self._ids = itertools.count(5725767000000420001)
