@@ -177,6 +177,7 @@ class ZohoSim(RecordRoutes):
             frozenset(asked) if asked and grant.startswith("ZohoCRM.") else self.grant_scopes
         )
         self.tokens_issued += 1
+        self.issued_access_tokens.append(token)
         answer: dict[str, Any] = {"access_token": token, "api_domain": origin, "token_type": "Bearer"}
         answer["expires_in"] = int(TOKEN_LIFETIME.total_seconds())
         if scope:

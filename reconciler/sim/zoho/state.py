@@ -139,6 +139,7 @@ class ZohoState(CoqlEngine):
         # The scopes of every refresh-token grant (and of a client-credentials grant that names none).
         self.grant_scopes = frozenset(scopes)
         self.tokens_issued = 0
+        self.issued_access_tokens: list[str] = []  # every access token handed out, for secret-leak tests
         self.fields_meta: list[dict[str, Any]] = default_fields_meta()
         self.accounts: dict[str, str] = {}
         self.deals: dict[str, dict[str, Any]] = {}
