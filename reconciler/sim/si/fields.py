@@ -11,7 +11,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["CANONICAL", "INFO_FIELDS", "UPDATE_FIELDS", "Reject", "co_key", "co_out", "convert", "guid"]
+__all__ = [
+    "CANONICAL",
+    "INFO_FIELDS",
+    "PROJECT_FIELDS",
+    "PROJECT_LISTS",
+    "UPDATE_FIELDS",
+    "Reject",
+    "co_key",
+    "co_out",
+    "convert",
+    "guid",
+]
 
 _BASE_FIELDS = (  # noqa: SIM905 - a word list reads better than seventy quoted names
     "Id IntegrationProjectId TemplateName Client ClientId IntegrationClientId ClientNumber Name Number"
@@ -22,6 +33,26 @@ _BASE_FIELDS = (  # noqa: SIM905 - a word list reads better than seventy quoted 
     " PublishedBy PublishedOn PublishedOnUnixTimeMs ImportedOn Approved ApprovedOn Deleted Archived"
     " IsChangeOrder CONumber COId COName COStatus COType CONotes COAcceptedOn CORejectedOn COCreatedOn"
 ).split()
+# The Project's collections (empty lists when there is nothing in them); every other property is a scalar
+# or an object (SiteAddress, BillingAddress), null when unset.
+PROJECT_LISTS = frozenset(
+    {
+        "Contacts",
+        "Resources",
+        "Items",
+        "Packages",
+        "Locations",
+        "Systems",
+        "Taxes",
+        "PaymentTerms",
+        "MiscItems",
+    }
+)
+PROJECT_FIELDS = [
+    *(name for name in _BASE_FIELDS if name not in PROJECT_LISTS),
+    "QuantityBased",
+    *(f"CustomField{n}" for n in range(1, 76)),
+]
 CANONICAL = {name.lower(): name for name in [*_BASE_FIELDS, *(f"CustomField{n}" for n in range(1, 76))]}
 
 # The ProjectInfo entry of GET /Subscribe/Projects: no Hours, Revision or change-order name/status.

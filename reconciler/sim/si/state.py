@@ -17,7 +17,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from reconciler.sim.si.fields import CANONICAL, INFO_FIELDS, co_key, co_out, convert, guid
+from reconciler.sim.si.fields import (
+    CANONICAL,
+    INFO_FIELDS,
+    PROJECT_FIELDS,
+    PROJECT_LISTS,
+    co_key,
+    co_out,
+    convert,
+    guid,
+)
 from reconciler.sim.si.messages import Ack, ExportMessage, Fault, PublishMessage, SimRequest
 
 __all__ = ["ArrayFilters", "SiState"]
@@ -267,7 +276,11 @@ class SiState:
         self._numbers += 1
         now = self._iso()
         client = str(fields.get("Client") or "")
-        project: dict[str, Any] = {
+        # Every property of SI's Project model is present, null when unset (ASP.NET serializes them all,
+        # as the help page's Project sample shows); collections are empty lists.
+        project: dict[str, Any] = dict.fromkeys(PROJECT_FIELDS)
+        project |= {name: [] for name in PROJECT_LISTS}
+        project |= {
             "Id": project_id,
             "IntegrationProjectId": None,
             "ClientId": self._client_ids.setdefault(client.lower(), str(uuid.uuid4())),
@@ -278,6 +291,8 @@ class SiState:
             "Revision": 1,
             "Budget": None,
             "CurrencyCode": "USD",
+            "CurrencyRate": 1.0,
+            "QuantityBased": False,
             "Approved": False,
             "Deleted": False,
             "Archived": False,

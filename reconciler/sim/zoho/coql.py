@@ -21,6 +21,7 @@ from typing import Any, Literal
 __all__ = ["BooleanLiterals", "CoqlEngine", "CoqlError", "Query", "atoms", "parse"]
 
 BooleanLiterals = Literal["any", "quoted", "bare"]
+_PARSE_ERROR = "error occured while parsing the query"  # Zoho's own words (and spelling), OAS 400 example
 
 
 class CoqlError(Exception):
@@ -81,9 +82,7 @@ class _Parser:
         while text[pos:].strip():
             match = _TOKEN.match(text, pos)
             if match is None or match.lastgroup is None:
-                raise CoqlError(
-                    "SYNTAX_ERROR", "error at or near the given position", near=text[pos:].strip()[:20]
-                )
+                raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=text[pos:].strip()[:20])
             self.tokens.append((match.lastgroup, match.group(match.lastgroup)))
             self.columns.append(match.start(match.lastgroup) + 1)
             pos = match.end()
@@ -100,10 +99,10 @@ class _Parser:
 
     def take(self, kind: str | None = None, value: str | None = None) -> str:
         if self.pos >= len(self.tokens):
-            raise CoqlError("SYNTAX_ERROR", "the query ended too early", near="end of query")
+            raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near="end of query")
         got_kind, got = self.tokens[self.pos]
         if (kind and got_kind != kind) or (value and got.lower() != value):
-            raise CoqlError("SYNTAX_ERROR", f"error at or near '{got}'", near=got)
+            raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=got)
         self.pos += 1
         return got
 
@@ -138,7 +137,7 @@ class _Parser:
         if self.pos < len(self.tokens):
             raise CoqlError(
                 "SYNTAX_ERROR",
-                f"error at or near '{self.tokens[self.pos][1]}'",
+                _PARSE_ERROR,
                 near=self.tokens[self.pos][1],
             )
         return Query(fields, module, where, order_by, descending, limit, offset)
@@ -156,9 +155,7 @@ class _Parser:
         op = self.take().lower()
         result = _Pair(op, left, self.primary())
         if self.peek_word("and", "or"):
-            raise CoqlError(
-                "SYNTAX_ERROR", "more than two criteria must be grouped in brackets", near=self.take()
-            )
+            raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=self.take())
         return result
 
     def primary(self) -> _Atom | _Pair:
@@ -189,7 +186,7 @@ class _Parser:
             return _Atom(name, "not in" if negate else "in", values)
         op = self.take("op")
         if op not in _COMPARE:
-            raise CoqlError("SYNTAX_ERROR", f"error at or near '{op}'", near=op)
+            raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=op)
         return _Atom(name, op, self.value())
 
     def value(self) -> Any:
@@ -205,13 +202,11 @@ class _Parser:
             return float(text) if "." in text else int(text)
         if kind == "word" and text.lower() in ("true", "false"):
             if self.booleans == "quoted":  # Zoho documents only the quoted form, 'true'
-                raise CoqlError(
-                    "SYNTAX_ERROR", f"error at or near '{text}'", line=1, column=column, near=text
-                )
+                raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, line=1, column=column, near=text)
             return text.lower() == "true"
         if kind == "word" and text.lower() == "null":
             return None
-        raise CoqlError("SYNTAX_ERROR", f"error at or near '{text}'", near=text)
+        raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=text)
 
 
 def atoms(cond: _Atom | _Pair | None) -> list[_Atom]:

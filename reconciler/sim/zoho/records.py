@@ -79,7 +79,9 @@ class RecordRoutes(ZohoState):
             entry = meta.get(name)
             if entry is None:
                 return envelope("INVALID_DATA", "the field api name given seems to be invalid", where)
-            if entry.get("read_only"):
+            operations = entry.get("operation_type")
+            closed = isinstance(operations, Mapping) and operations.get("api_update") is False
+            if entry.get("read_only") or entry.get("field_read_only") or closed:
                 return envelope("INVALID_DATA", "the field is read only", where)
             bad = self._bad_value(entry, value)
             if bad is not None:
@@ -163,11 +165,14 @@ class RecordRoutes(ZohoState):
             return httpx.Response(204)
         names = [name.strip() for name in fields.split(",") if name.strip()]
         data = [{"id": n["id"]} | {name: copy.deepcopy(n.get(name)) for name in names} for n in chunk]
-        info = {
+        info = {  # the keys of Zoho's getNotes 200 example
+            "page": page,
             "per_page": per_page,
             "count": len(data),
-            "page": page,
             "more_records": len(mine) > page * per_page,
+            "next_page_token": None,
+            "previous_page_token": None,
+            "page_token_expiry": None,
         }
         return json_answer(200, {"data": data, "info": info})
 

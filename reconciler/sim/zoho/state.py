@@ -42,11 +42,20 @@ NEEDED_SCOPES = frozenset({
     "ZohoCRM.modules.deals.ALL", "ZohoCRM.modules.notes.ALL", "ZohoCRM.coql.READ",
     "ZohoCRM.settings.fields.READ", "ZohoCRM.modules.accounts.READ", "ZohoCRM.modules.contacts.READ",
 })  # fmt: skip
+_JSON_TYPES = {"boolean": "boolean", "currency": "double", "double": "double", "integer": "integer"}
+_JSON_TYPES |= {"lookup": "jsonobject", "ownerlookup": "jsonobject"}
+
+
+def _lookup(module: str, module_id: str) -> dict[str, Any]:
+    """A lookup field's ``lookup`` object, shaped as Zoho's getFields documents it."""
+    return {"display_label": module[:-1], "api_name": None, "module": {"api_name": module, "id": module_id}}
+
+
 _DEFAULT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("Owner", "ownerlookup", "Deal Owner", {}),
     ("Deal_Name", "text", "Deal Name", {"length": 120}),
-    ("Account_Name", "lookup", "Account Name", {"lookup": {"module": {"api_name": "Accounts"}}}),
-    ("Contact_Name", "lookup", "Contact Name", {"lookup": {"module": {"api_name": "Contacts"}}}),
+    ("Account_Name", "lookup", "Account Name", {"lookup": _lookup("Accounts", "5725767000000002177")}),
+    ("Contact_Name", "lookup", "Contact Name", {"lookup": _lookup("Contacts", "5725767000000002179")}),
     ("Amount", "currency", "Amount", {}),
     ("Closing_Date", "date", "Closing Date", {}),
     ("Stage", "picklist", "Stage", {}),
@@ -70,16 +79,34 @@ _DEFAULT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
 
 
 def default_fields_meta() -> list[dict[str, Any]]:
-    """The Deals field catalogue the simulator starts with (standard fields plus our custom ones)."""
+    """The Deals field catalogue the simulator starts with (standard fields plus our custom ones).
+
+    Each entry carries the keys Zoho's getFields sample shows that clients read: ``api_name``,
+    ``data_type``, ``json_type``, ``field_label``/``display_label``, ``read_only`` (for this user),
+    ``field_read_only`` (for everyone), ``operation_type`` and, for lookups, ``lookup.module``.
+    """
     meta = []
     for n, (api_name, data_type, label, extra) in enumerate(_DEFAULT_FIELDS):
-        entry = {
+        system = bool(extra.get("read_only"))
+        entry: dict[str, Any] = {
             "api_name": api_name,
             "data_type": data_type,
+            "json_type": _JSON_TYPES.get(data_type, "string"),
             "field_label": label,
+            "display_label": label,
             "id": str(5725767000000002000 + n),
+            "custom_field": False,
+            "read_only": False,
+            "field_read_only": system,
+            "visible": True,
+            "operation_type": {
+                "web_update": not system,
+                "api_create": not system,
+                "web_create": not system,
+                "api_update": not system,
+            },
         }
-        entry |= {"custom_field": False, "read_only": False} | extra
+        entry |= extra
         meta.append(entry)
     return meta
 
