@@ -235,8 +235,17 @@ def _coql_probe(rig: _Rig, name: str, where: str, label: str) -> Probe:
         if last is not None and last.response is not None and _code(last) == SCOPE_MISMATCH:
             return _scope_probe(rig, name, columns, where)
         raise
-    found = f"{len(rows)} row" if rows else "no rows (HTTP 204: no deal is flagged or linked yet)"
-    return Probe(name, "ok", f"the deals query ({label}, LIMIT 1) answered: {found}")
+    if not rows:
+        return Probe(name, "ok", f"the deals query ({label}, LIMIT 1) answered: no rows (HTTP 204)")
+    missing = [c for c in ("id", *columns) if c not in rows[0]]
+    if missing:  # the daemon reads each column under its own name (a join as "Account_Name.Account_Name")
+        return Probe(
+            name,
+            "warn",
+            f"the deals query ({label}) answered, but its row lacks {', '.join(missing)}: the daemon reads"
+            " those columns under exactly these keys; keep the answer (`check --record FILE`) for support",
+        )
+    return Probe(name, "ok", f"the deals query ({label}, LIMIT 1) answered: 1 row with every column")
 
 
 def _scope_probe(rig: _Rig, name: str, columns: Sequence[str], where: str) -> Probe:

@@ -63,7 +63,7 @@ def test_every_read_is_probed_once_in_its_production_form_at_size_one(tmp_path: 
     assert [(p.name, p.status) for p in report.probes] == [(name, "ok") for name in PROBES]
     assert report.exit_code == 0 and report.problems == []
     assert "Zoho: credentials OK" in lines(report)["zoho.token"][1]
-    assert "1 row" in lines(report)["zoho.coql"][1]
+    assert "1 row with every column" in lines(report)["zoho.coql"][1]
 
     coql = [body["select_query"] for _, path, body in pair.zoho.requests if path == "/crm/v8/coql"]
     assert len(coql) == 2
@@ -181,6 +181,20 @@ def test_a_vendor_refusing_the_form_we_send_fails_the_probe_with_its_own_words(
     assert report.exit_code == 1
     status, detail = lines(report)[probe]
     assert status == "FAIL" and detail.startswith(said) and "--record FILE" in detail
+
+
+def test_a_row_without_the_join_column_is_a_warning(tmp_path: Path) -> None:
+    """Zoho answering the deals query without `Account_Name.Account_Name` (the key the daemon reads the
+    account's name under): `warn` naming the column, exit 0."""
+    pair = with_deal(SimPair())
+    row = {"id": "1", "Modified_Time": "2026-01-12T09:14:02+00:00", "Send_to_SI": True, "SI_Project_ID": None}
+    row |= {"SI_Sync_Status": None, "Deal_Name": "D", "Account_Name": {"id": "2"}}
+    body = {"data": [row], "info": {"count": 1, "more_records": False}}
+    pair.zoho.inject("POST", "/crm/v8/coql", status=200, body=body, times=2)
+    report = check(pair, tmp_path)
+    status, detail = lines(report)["zoho.coql"]
+    assert status == "warn" and "lacks Account_Name.Account_Name" in detail
+    assert report.exit_code == 0
 
 
 def test_an_ignored_status_filter_is_a_warning_not_a_failure(tmp_path: Path) -> None:
