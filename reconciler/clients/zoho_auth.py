@@ -191,6 +191,9 @@ class ZohoAuth(httpx.Auth):
 
     ``auth_flow`` does no I/O of its own: it yields the token request to httpx. A 401 ``INVALID_TOKEN`` or
     ``AUTHENTICATION_FAILURE`` triggers one forced refresh and one resend; a second 401 is returned as is.
+
+    The constructor takes every part of the grant as a keyword (accounts URL, client, refresh token or SOID,
+    scope, cache, clock): eight on purpose, one per setting, so no caller can swap two of them.
     """
 
     requires_response_body = True

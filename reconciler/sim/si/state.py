@@ -135,7 +135,10 @@ class SiState:
         price: float = 0.0,
         export: bool = True,
     ) -> str | None:
-        """An SI user adds a change order to a project; exported unless ``export`` is False."""
+        """An SI user adds a change order to a project; exported unless ``export`` is False.
+
+        (Seven parameters on purpose: the change order's own fields, as an SI user fills them in.)
+        """
         with self._lock:
             co = co_key(co_number)
             if co is None or project_id not in self.projects:
@@ -222,6 +225,8 @@ class SiState:
         kind: str | None = None,
     ) -> None:
         """Answer the next ``times`` matching requests (``times=-1``: all) with a fault, unapplied.
+
+        (Many keyword parameters on purpose: each is one property of the fault, set in one call.)
 
         ``kind``: ``timeout`` raises ``httpx.ReadTimeout``, ``reset`` drops the connection unanswered
         (``httpx.RemoteProtocolError`` in-process, a closed socket when served), ``malformed`` answers 200

@@ -270,6 +270,8 @@ class ZohoState(CoqlEngine):
     ) -> None:
         """Queue a fault for the next ``times`` requests matching method and path prefix.
 
+        (Many keyword parameters on purpose: each is one property of the fault, set in one call.)
+
         ``kind``: ``status`` (answer ``status``/``body``/``headers``), ``timeout`` (raise httpx.ReadTimeout),
         ``reset`` (the connection drops without an answer: httpx.RemoteProtocolError in-process, a closed
         socket when served), ``malformed`` (200 with broken JSON), ``empty204``. With ``before=False`` the
