@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import httpx
 from reconciler import __version__
 from reconciler.clients.http import HttpClient
 from reconciler.clients.zoho import exchange_grant_code
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, ApiError, ConfigError, UserError
+from reconciler.errors import EX_FAIL, EX_OK, ApiError, ConfigError, UserError
 from reconciler.lock import InstanceLock, lock_is_held
 from reconciler.logs import configure, event
 from reconciler.mapping import load_mapping
@@ -274,16 +275,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"Settings OK; mapping {settings.reconciler_mapping} OK ({len(mapping.fields)} synced fields).")
     if args.offline:
         return EX_OK
-    store = _open_store(settings)
-    try:
-        problems, notes = run_check(settings, mapping, store)
-    finally:
-        store.close()
-    for line in notes:
-        print(line)
-    for line in problems:
+    report = run_check(settings, mapping)
+    for probe in report.probes:
+        print(probe.line())
+    for line in report.problems:
         print(f"reconciler: {line}", file=sys.stderr)
-    return EX_CONFIG if problems else EX_OK
+    if args.record is not None and report.recording is not None:
+        secrets = [*settings.secret_values(), settings.zoho_client_id]
+        report.recording.write(args.record, secrets)
+        print(f"Recorded {len(report.recording.exchanges)} exchanges to {args.record} (secrets masked).")
+    return report.exit_code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -346,8 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code", required=True)
     p.set_defaults(func=cmd_auth)
 
-    p = sub.add_parser("check", help="validate settings and mapping; check credentials and fields online")
+    p = sub.add_parser("check", help="validate settings and mapping; probe every read the daemon makes")
     p.add_argument("--offline", action="store_true", help="skip the network checks")
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write the probes' requests and answers to FILE as JSON, secrets and tokens masked",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the whole flow against built-in simulators (no credentials)")

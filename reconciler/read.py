@@ -36,11 +36,10 @@ from reconciler.clients.si import MessageStatus, co_number
 from reconciler.context import Context
 from reconciler.errors import PermanentApiError, ProtocolError
 from reconciler.logs import event
-from reconciler.mapping import Mapping as MappingFile
-from reconciler.mapping import zoho_column
 from reconciler.model import Deal, IntentState, LinkState, PublishOutcome, SiExport, Snapshot, World
 from reconciler.plan import read_needs
 from reconciler.plan.guard import missing_limit
+from reconciler.queries import deal_columns, deal_where
 
 __all__ = ["CURSOR_KEY", "LAST_FULL_KEY", "LOOKBACK_SECONDS", "ReadOptions", "read_world"]
 
@@ -117,20 +116,6 @@ def read_world(ctx: Context, options: ReadOptions) -> World:
 
 
 # ---- deals ----------------------------------------------------------------------------------------------
-
-
-def deal_where(mapping: MappingFile, since: str | None) -> str:
-    """The WHERE clause of the deals query: flagged or linked, and modified since ``since`` if given."""
-    wanted = f"({mapping.flag_field} = 'true' or {mapping.link_field} is not null)"
-    if since is None:
-        return wanted
-    return f"(Modified_Time >= '{since}' and {wanted})"
-
-
-def deal_columns(mapping: MappingFile) -> list[str]:
-    """Every column the deals query selects."""
-    columns = ["Modified_Time", *(zoho_column(path) for path in mapping.zoho_paths())]
-    return list(dict.fromkeys(columns))
 
 
 def _since(cursor: str | None) -> str | None:

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from reconciler.clients.zoho import DATA_CENTRES
+from reconciler.clients.zoho import DATA_CENTRES, DataCentre
 from reconciler.errors import ConfigError
 
 __all__ = ["DATA_CENTRE_URLS", "NEEDS", "Settings", "load_settings"]
@@ -58,9 +58,7 @@ class Settings(BaseSettings):
     zoho_client_secret: SecretStr | None = _alias("ZOHO_CLIENT_SECRET", "CRM_SECRET")
     zoho_refresh_token: SecretStr | None = _alias("ZOHO_REFRESH_TOKEN")
     zoho_soid: str | None = _alias("ZOHO_SOID", "CRM_SOID")
-    zoho_dc: Literal["com", "eu", "in", "com.au", "jp", "ca", "sa", "com.cn"] = Field(
-        default="com", validation_alias=AliasChoices("ZOHO_DC")
-    )
+    zoho_dc: DataCentre = Field(default="com", validation_alias=AliasChoices("ZOHO_DC"))
     zoho_api_url: str | None = _alias("ZOHO_API_URL")
     zoho_accounts_url: str | None = _alias("ZOHO_ACCOUNTS_URL")
     si_api_key: SecretStr | None = _alias("SI_API_KEY", "SI_TOKEN")

@@ -41,7 +41,8 @@ SETTINGS = [
     ),
     pytest.param(
         {"ZOHO_DC": "mars"},
-        "ZOHO_DC: Input should be 'com', 'eu', 'in', 'com.au', 'jp', 'ca', 'sa' or 'com.cn' (got 'mars')",
+        "ZOHO_DC: Input should be 'com', 'eu', 'in', 'com.au', 'jp', 'ca', 'sa', 'uk' or 'com.cn'"
+        " (got 'mars')",
         id="unknown-dc",
     ),
     pytest.param(
