@@ -120,7 +120,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from reconciler.notify import Notifier
+    from reconciler.sdnotify import Notifier
     from reconciler.scheduler import run_daemon
     from reconciler.service import run_cycle
 

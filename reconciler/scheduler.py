@@ -44,7 +44,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from reconciler.errors import EX_FAIL, EX_OK, StopRequested
 from reconciler.logs import event
 from reconciler.model import CycleReport
-from reconciler.notify import Notifier
+from reconciler.sdnotify import Notifier
 
 __all__ = ["run_daemon"]
 

@@ -20,7 +20,7 @@ import pytest
 
 from reconciler import logs
 from reconciler.model import CycleReport
-from reconciler.notify import Notifier
+from reconciler.sdnotify import Notifier
 from reconciler.scheduler import run_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,7 +300,7 @@ _DAEMON_SCRIPT = textwrap.dedent(
     import sys, threading, time
     from reconciler import logs
     from reconciler.model import CycleReport
-    from reconciler.notify import Notifier
+    from reconciler.sdnotify import Notifier
     from reconciler.scheduler import run_daemon
 
     logs.configure("json", stream=sys.stderr)
