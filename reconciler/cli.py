@@ -2,15 +2,19 @@
 
 Any :class:`~reconciler.errors.UserError` becomes one line per problem on stderr and its exit code
 (78 for configuration and credentials, 75 for a held lock); nothing here prints a traceback for them.
+``run-once`` and ``daemon`` take SIGTERM/SIGINT before anything else (see
+:mod:`reconciler.interrupts`); a closed stdout (``status | head -2``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +22,19 @@ import httpx
 from reconciler import __version__
 from reconciler.clients.http import HttpClient
 from reconciler.clients.zoho import exchange_grant_code
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, ApiError, ConfigError, UserError
+from reconciler.errors import (
+    EX_CONFIG,
+    EX_FAIL,
+    EX_OK,
+    EX_TEMPFAIL,
+    ApiError,
+    ConfigError,
+    CredentialsError,
+    UserError,
+)
+from reconciler.interrupts import StopOnSignals
 from reconciler.lock import InstanceLock, lock_is_held
-from reconciler.logs import configure, event
+from reconciler.logs import LEVELS, configure, event
 from reconciler.mapping import load_mapping
 from reconciler.model import CycleReport
 from reconciler.render import history_text, plan_json, plan_text, status_json, status_text
@@ -29,65 +43,124 @@ from reconciler.store import Store
 
 __all__ = ["main"]
 
+EX_SIGPIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+_CYCLE_COMMANDS = ("run-once", "daemon")
+_HEALTH_URL = "RECONCILER_HEALTHCHECK_URL"
 
-def _settings(command: str) -> Settings:
+
+def _settings(command: str, args: argparse.Namespace) -> Settings:
     settings = load_settings(command)
-    configure(settings.reconciler_log_format, secrets=settings.secret_values())
+    args.settings = settings  # for the exit-code health ping, should the command fail later
+    urls = (settings.reconciler_healthcheck_url, settings.reconciler_notify_url)
+    configure(
+        settings.reconciler_log_format,
+        level=_level(args, settings.reconciler_log_level),
+        secrets=[*settings.secret_values(), *urls],
+    )
     return settings
 
 
-def _open_store(settings: Settings) -> Store:
-    return Store.open(settings.db_path)
+def _level(args: argparse.Namespace, configured: str) -> str:
+    """``-v`` and ``-q`` beat ``RECONCILER_LOG_LEVEL``: -v DEBUG, -q WARNING, -qq ERROR."""
+    verbose, quiet = getattr(args, "verbose", 0) or 0, getattr(args, "quiet", 0) or 0
+    if verbose:
+        return "DEBUG"
+    if quiet:
+        return LEVELS[min(len(LEVELS) - 1, LEVELS.index("INFO") + quiet)]
+    return configured
 
 
-def _context(settings: Settings, store: Store, stop: threading.Event | None = None) -> Any:
+def _require_db(path: Path) -> None:
+    if not path.exists():
+        raise ConfigError(
+            f"RECONCILER_DB: no database at {path.absolute()}: nothing has run yet with this database, "
+            "or the path is wrong (set RECONCILER_DB or pass --db)"
+        )
+
+
+def _open_store(settings: Settings, *, create: bool) -> Store:
+    """The store; a missing database is an error naming its path unless ``create`` (cycle commands)."""
+    path = settings.db_path
+    if not create:
+        _require_db(path)
+    elif not path.exists():
+        event("store.created", path=str(path.absolute()))
+    return Store.open(path)
+
+
+def _context(settings: Settings, store: Store, stop: Any = None) -> Any:
     from reconciler.service import build_context
 
     mapping = load_mapping(settings.reconciler_mapping)
     return build_context(settings, mapping, store, stop=stop)
 
 
-def _monitor(ctx: Any, client: httpx.Client) -> Any:
-    """Health ping, alerts and metrics after each applied cycle (each optional, none can fail a cycle)."""
-    from reconciler.monitoring import Alerter, HealthPinger, write_metrics
+def _env_problems(args: argparse.Namespace) -> list[str]:
+    """Inline comments and placeholders in the settings' values (see :mod:`reconciler.envcheck`)."""
+    from reconciler import envcheck
 
-    settings: Settings = ctx.settings
-    pinger = HealthPinger(client, settings.reconciler_healthcheck_url)
-    alerter = Alerter(client, settings.reconciler_notify_url, ctx.store, clock=ctx.clock)
+    names = envcheck.setting_names(Settings.model_fields)
+    loaded: set[str] = getattr(args, "env_file_names", set())
+    environ = {k: v for k, v in os.environ.items() if k not in loaded}
+    files = [Path(".env"), *([Path(args.env_file)] if getattr(args, "env_file", None) else [])]
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    return envcheck.problems(
+        names, environ=environ, files=files, credentials=Path(credentials) if credentials else None
+    )
 
-    def after(report: CycleReport, parked: Sequence[tuple[str, str]] = ()) -> None:
-        if settings.reconciler_healthcheck_url:
-            pinger.ping(report.succeeded)
-        alerter.parked(parked)
-        alerter.cycle_result(report)
-        if settings.reconciler_metrics_file is not None:
+
+class _Monitoring:
+    """Health pings, alerts and metrics around each applied cycle (each optional; none can fail one)."""
+
+    def __init__(self, ctx: Any, client: httpx.Client) -> None:
+        from reconciler.monitoring import Alerter, HealthPinger
+
+        self.ctx = ctx
+        settings: Settings = ctx.settings
+        self.pinger = HealthPinger(client, settings.reconciler_healthcheck_url)
+        self.alerter = Alerter(client, settings.reconciler_notify_url, ctx.store, clock=ctx.clock)
+
+    def start(self) -> None:
+        self.pinger.start()
+
+    def after(self, report: CycleReport) -> None:
+        from reconciler.monitoring import write_metrics
+
+        store: Store = self.ctx.store
+        parked = [(i.key, i.last_error or "") for i in store.parked()]
+        self.pinger.finished(report, parked)
+        self.alerter.parked(parked)
+        self.alerter.cycle_result(report)
+        metrics = self.ctx.settings.reconciler_metrics_file
+        if metrics is not None:
+            totals = store.cycle_totals()
+            # A cycle still "running" in the store belongs to a process that died: count it as what it is.
+            totals["interrupted"] = totals.get("interrupted", 0) + totals.pop("running", 0)
             write_metrics(
-                settings.reconciler_metrics_file,
+                metrics,
                 report,
-                parked=len(ctx.store.parked()),
-                last_success_at=ctx.store.last_success_at(),
-                totals=ctx.store.cycle_totals(),
+                parked=len(parked),
+                last_success_at=store.last_success_at(),
+                totals=totals,
             )
-
-    return after
-
-
-def _parked_in(report: CycleReport, store: Store) -> list[tuple[str, str]]:
-    if report.outcome != "parked":
-        return []
-    return [(i.key, i.last_error or "") for i in store.parked() if i.updated_at >= report.started_at]
 
 
 # ---- commands -----------------------------------------------------------------------------------------
 
 
 @contextmanager
-def _session(command: str, stop: threading.Event | None = None) -> Iterator[Any]:
-    """The lock, the store and a cycle context for ``command``; released in reverse order."""
-    settings = _settings(command)
-    with InstanceLock(settings.lock_path):
-        store = _open_store(settings)
+def _session(
+    command: str, args: argparse.Namespace, *, stop: Any = None, locked: bool = True
+) -> Iterator[Any]:
+    """The lock (unless ``locked`` is False), the store and a cycle context; released in reverse order."""
+    settings = _settings(command, args)
+    for problem in _env_problems(args):
+        event("settings.suspicious", "WARNING", problem=problem)
+    with InstanceLock(settings.lock_path) if locked else contextlib.nullcontext():
+        store = _open_store(settings, create=True)
         try:
+            if locked and (abandoned := store.close_abandoned_cycles()):
+                event("cycle.abandoned", "WARNING", cycles=abandoned, recorded_as="interrupted")
             ctx = _context(settings, store, stop=stop)
             try:
                 yield ctx
@@ -100,17 +173,46 @@ def _session(command: str, stop: threading.Event | None = None) -> Iterator[Any]
 def cmd_run_once(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
-    with _session("run-once") as ctx, httpx.Client(timeout=10.0) as monitoring:
-        report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
-        _monitor(ctx, monitoring)(report, _parked_in(report, ctx.store))
+    signals: StopOnSignals = args.signals
+    with _session("run-once", args, stop=signals.stop) as ctx, httpx.Client(timeout=10.0) as http:
+        if signals.stop.is_set():
+            print(f"reconciler: {signals.name} before the cycle started; nothing was done", file=sys.stderr)
+            return signals.exit_code
+        monitoring = _Monitoring(ctx, http)
+        monitoring.start()
+        try:
+            report, _ = run_cycle(ctx, full=True if args.full else None, force=args.force)
+        except CredentialsError as exc:
+            monitoring.after(_failed(exc))
+            args.pinged = True
+            raise
+        monitoring.after(report)
     print(report.summary())
+    if report.outcome == "interrupted":
+        print(f"reconciler: {signals.name or 'stop'}: {report.message}", file=sys.stderr)
+        return signals.exit_code
     return report.exit_code
+
+
+def _failed(exc: UserError) -> CycleReport:
+    import time
+
+    now = time.time()
+    return CycleReport(
+        mode="run-once",
+        outcome="failed",
+        exit_code=exc.exit_code,
+        started_at=now,
+        ended_at=now,
+        message="; ".join(exc.problems),
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler.service import run_cycle
 
-    with _session("plan") as ctx:
+    # No lock: a dry run writes nothing but the shared token cache, so it may run beside the daemon.
+    with _session("plan", args, locked=False) as ctx:
         report, the_plan = run_cycle(ctx, full=True if args.full else None, dry_run=True)
     if the_plan is None:
         print(f"reconciler: {report.message}", file=sys.stderr)
@@ -120,77 +222,80 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from reconciler.sdnotify import Notifier
     from reconciler.scheduler import run_daemon
+    from reconciler.sdnotify import Notifier
     from reconciler.service import run_cycle
 
-    stop = threading.Event()
-    with _session("daemon", stop=stop) as ctx, httpx.Client(timeout=10.0) as monitoring:
-        after = _monitor(ctx, monitoring)
+    signals: StopOnSignals = args.signals
+    with _session("daemon", args, stop=signals.stop) as ctx, httpx.Client(timeout=10.0) as http:
+        monitoring = _Monitoring(ctx, http)
 
         def cycle() -> CycleReport:
+            monitoring.start()
             report, _ = run_cycle(ctx)
             return report
 
-        def on_report(report: CycleReport) -> None:
-            after(report, _parked_in(report, ctx.store))
-
-        settings = ctx.settings
-        event("daemon.started", interval=settings.reconciler_interval, db=str(settings.db_path))
-        code = run_daemon(
+        return run_daemon(
             cycle,
-            interval=settings.reconciler_interval,
-            stop=stop,
+            interval=ctx.settings.reconciler_interval,
+            stop=signals.stop,
             notifier=Notifier.from_env(),
-            on_report=on_report,
+            on_report=monitoring.after,
+            signals=signals,
         )
-    event("daemon.stopped")
-    return code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.service import collect_status
 
-    settings = _settings("status")
-    if not settings.db_path.exists():
-        print(f"No database yet at {settings.db_path}: nothing has run.")
-        return EX_OK
-    store = _open_store(settings)
+    settings = _settings("status", args)
+    store = _open_store(settings, create=False)
     try:
+        held = lock_is_held(settings.lock_path)
         status = collect_status(
-            store,
-            db=str(settings.db_path),
-            lock_held=lock_is_held(settings.lock_path),
-            interval=settings.reconciler_interval,
+            store, db=str(settings.db_path), lock_held=held, interval=settings.reconciler_interval
         )
     finally:
         store.close()
+    if not held:
+        _show_abandoned(status["cycles"])
     print(status_json(status) if args.json else status_text(status))
     return EX_OK
 
 
+def _show_abandoned(cycles: list[dict[str, Any]]) -> None:
+    """With the lock free, a cycle still ``running`` belongs to a process that died: say so."""
+    for cycle in cycles:
+        if cycle["outcome"] == "running":
+            cycle["outcome"] = "interrupted"
+            cycle["message"] = cycle["message"] or "the process ended before the cycle finished"
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings = _settings("retry")
+    settings = _settings("retry", args)
     if not args.all and not args.key:
         raise ConfigError("retry: name a parked item's KEY (see `reconciler status`) or pass --all")
-    store = _open_store(settings)
+    store = _open_store(settings, create=False)
     try:
         count = store.retry(None if args.all else args.key)
     finally:
         store.close()
-    if count == 0:
-        print("Nothing re-queued: no parked item matches." if args.key else "No parked items.")
-    else:
+    if count:
         print(f"Re-queued {count} item(s); the next cycle tries them again.")
+    elif args.all:
+        print("No parked items.")
+    else:
+        print(
+            f"reconciler: retry: no parked item has the key {args.key!r} (see `reconciler status`)",
+            file=sys.stderr,
+        )
+        return EX_FAIL
     return EX_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    settings = _settings("history")
-    if not settings.db_path.exists():
-        print("No database yet: nothing has been applied.")
-        return EX_OK
-    store = _open_store(settings)
+    settings = _settings("history", args)
+    store = _open_store(settings, create=False)
     try:
         entries = store.history(args.deal_id, limit=args.limit)
     finally:
@@ -199,8 +304,43 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from reconciler.backup import backup
+
+    settings = _settings("backup", args)
+    _require_db(settings.db_path)
+    result = backup(settings.db_path, Path(args.file))
+    version = "?" if result.schema_version is None else result.schema_version
+    print(f"Backed up {settings.db_path} to {result.path} ({result.size} bytes, schema version {version}).")
+    return EX_OK
+
+
+def cmd_init_config(args: argparse.Namespace) -> int:
+    from reconciler import defaults
+
+    directory = Path(args.dir)
+    targets = {directory / written: shipped for shipped, written in defaults.FILES.items()}
+    existing = [str(path) for path in targets if path.exists()]
+    if existing and not args.force:
+        print(
+            f"reconciler: init-config: would overwrite {', '.join(existing)}; nothing written "
+            "(pass --force to replace them)",
+            file=sys.stderr,
+        )
+        return EX_FAIL
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, shipped in targets.items():
+        path.write_text(defaults.text(shipped), encoding="utf-8")
+        print(f"wrote {path}")
+    print(
+        f"Next: edit {directory / 'reconciler.env'} and {directory / 'mapping.toml'}, then "
+        "`reconciler check` (see the README)."
+    )
+    return EX_OK
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
-    settings = _settings("auth")
+    settings = _settings("auth", args)
     secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
     try:
         with httpx.Client(timeout=30.0) as client:
@@ -227,12 +367,15 @@ def cmd_auth(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from reconciler.check import run_check
 
-    settings = _settings("check")
+    suspicious = _env_problems(args)
+    if suspicious:
+        raise ConfigError(*suspicious)
+    settings = _settings("check", args)
     mapping = load_mapping(settings.reconciler_mapping)
     print(f"Settings OK; mapping {settings.reconciler_mapping} OK ({len(mapping.fields)} synced fields).")
     if args.offline:
         return EX_OK
-    store = _open_store(settings)
+    store = _open_store(settings, create=True)
     try:
         problems, notes = run_check(settings, mapping, store)
     finally:
@@ -251,61 +394,176 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep)
 
 
+# ---- arguments ----------------------------------------------------------------------------------------
+
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """The flags every command takes, before or after its name (``reconciler --db X status``)."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--env-file",
+        metavar="PATH",
+        default=default,
+        help="read settings from PATH as systemd's EnvironmentFile= does (the environment still wins)",
+    )
+    options.add_argument("--db", metavar="PATH", default=default, help="the database (beats RECONCILER_DB)")
+    options.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0, help="log DEBUG"
+    )
+    options.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=argparse.SUPPRESS if suppress else 0,
+        help="log WARNING and above (-qq: ERROR)",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="reconciler", description="Keeps Zoho CRM deals and D-Tools SI projects in agreement."
+        prog="reconciler",
+        description="Keeps Zoho CRM deals and D-Tools SI projects in agreement.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_global_options(suppress=True)]
 
-    p = sub.add_parser("run-once", help="one cycle, applied")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=common)
+
+    p = command("run-once", "one cycle, applied")
     p.add_argument("--full", action="store_true", help="re-read every flagged and linked deal")
     p.add_argument("--force", action="store_true", help="apply even when the mass-change guard refuses")
     p.set_defaults(func=cmd_run_once)
 
-    p = sub.add_parser("plan", help="one cycle, printed; writes nothing")
+    p = command("plan", "one cycle, printed; writes nothing")
     p.add_argument("--full", action="store_true", help="re-read every flagged and linked deal")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("daemon", help="scheduled cycles until SIGTERM/SIGINT")
+    p = command("daemon", "scheduled cycles until SIGTERM/SIGINT")
     p.set_defaults(func=cmd_daemon)
 
-    p = sub.add_parser("status", help="last cycles, parked items, conflicts, cursors")
+    p = command("status", "last cycles, parked items, conflicts, cursors")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("retry", help="re-queue parked items")
+    p = command("retry", "re-queue parked items")
     p.add_argument("key", nargs="?", help="a parked item's key, as `status` shows it")
     p.add_argument("--all", action="store_true", help="every parked item")
     p.set_defaults(func=cmd_retry)
 
-    p = sub.add_parser("history", help="the audit trail of applied changes")
+    p = command("history", "the audit trail of applied changes")
     p.add_argument("deal_id", nargs="?", help="only this deal")
     p.add_argument("--limit", type=int, default=200)
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("auth", help="exchange a Zoho self-client grant code for a refresh token")
+    p = command("backup", "a consistent copy of the database (safe while the daemon runs)")
+    p.add_argument("file", metavar="FILE", help="where to write the copy (replaced if it exists)")
+    p.set_defaults(func=cmd_backup)
+
+    p = command("init-config", "write the default mapping, its example and the env file to DIR")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.set_defaults(func=cmd_init_config)
+
+    p = command("auth", "exchange a Zoho self-client grant code for a refresh token")
     p.add_argument("--code", required=True)
     p.set_defaults(func=cmd_auth)
 
-    p = sub.add_parser("check", help="validate settings and mapping; check credentials and fields online")
+    p = command("check", "validate settings and mapping; check credentials and fields online")
     p.add_argument("--offline", action="store_true", help="skip the network checks")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("demo", help="the whole flow against built-in simulators (no credentials)")
+    p = command("demo", "the whole flow against built-in simulators (no credentials)")
     p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _apply_global_flags(args: argparse.Namespace) -> None:
+    """``--env-file`` adds the file's variables to the environment (set ones win); ``--db`` beats all."""
+    from reconciler.envcheck import load_env_file
+
+    if args.env_file:
+        loaded = load_env_file(Path(args.env_file))
+        args.env_file_names = {name for name in loaded if name not in os.environ}
+        for name in args.env_file_names:
+            os.environ[name] = loaded[name]
+    if args.db:
+        os.environ["RECONCILER_DB"] = args.db
+
+
+def _health_url(args: argparse.Namespace) -> str | None:
+    """The health-check URL, from the loaded settings or, when they failed to load, read leniently."""
+    settings: Settings | None = getattr(args, "settings", None)
+    if settings is not None:
+        return settings.reconciler_healthcheck_url
+    from reconciler.envcheck import parse_env
+
+    url = os.environ.get(_HEALTH_URL)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    candidates = [Path(credentials) / _HEALTH_URL.lower()] if credentials else []
+    for path in candidates:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            url = url or path.read_text(encoding="utf-8").strip()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        dotenv = {a.name: a.value for a in parse_env(Path(".env").read_text(encoding="utf-8"))}
+        url = url or dotenv.get(_HEALTH_URL)
+    return url if url and url.startswith(("http://", "https://")) and " " not in url else None
+
+
+def _ping_exit(args: argparse.Namespace, exc: UserError) -> None:
+    """A cycle command that exits 75 or 78 tells the health check, which would otherwise just wait."""
+    if args.command not in _CYCLE_COMMANDS or exc.exit_code not in (EX_TEMPFAIL, EX_CONFIG):
+        return
+    if getattr(args, "pinged", False):
+        return
+    from reconciler.logs import redactor
+    from reconciler.monitoring import HealthPinger
+
+    url = _health_url(args)
+    redactor.add(url)
+    with httpx.Client(timeout=10.0) as http:
+        HealthPinger(http, url).exited(exc.exit_code, "\n".join(exc.problems))
+
+
+def _run(args: argparse.Namespace) -> int:
+    saved = dict(os.environ)
     try:
+        _apply_global_flags(args)
         return int(args.func(args))
     except UserError as exc:
         for problem in exc.problems:
             print(f"reconciler: {problem}", file=sys.stderr)
+        _ping_exit(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
+        print("reconciler: interrupted at once; a rerun resumes", file=sys.stderr)
         return 130
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.signals = None
+    if args.command in _CYCLE_COMMANDS:
+        # First thing: a SIGTERM while we read settings or open the store must stop us, not kill us.
+        args.signals = StopOnSignals(second_aborts=args.command == "run-once").install()
+    try:
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`status | head -2`): no traceback, and no second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EX_SIGPIPE
+    finally:
+        if args.signals is not None:
+            args.signals.restore()

@@ -22,6 +22,7 @@ from reconciler.clients.zoho import ZohoAuth, ZohoClient
 from reconciler.errors import (
     EX_CONFIG,
     EX_FAIL,
+    EX_INTERRUPTED,
     EX_OK,
     EX_PENDING,
     ApiError,
@@ -354,7 +355,11 @@ def run_cycle(
         if cycle_id is not None:
             report("failed", EX_CONFIG, message="credentials rejected")
         raise
-    except (ApiError, StopRequested) as exc:
+    except StopRequested:
+        return report(
+            "interrupted", EX_INTERRUPTED, message="interrupted while reading; a rerun resumes"
+        ), None
+    except ApiError as exc:
         event("cycle.failed", "ERROR", error=str(exc))
         return report("failed", EX_FAIL, message=f"could not read: {exc}"), None
 
@@ -375,7 +380,7 @@ def run_cycle(
         report("failed", EX_CONFIG, message="credentials rejected")
         raise
     _commit_cursors(ctx, world, result, is_full, started)
-    return _outcome(report, result), the_plan
+    return _outcome(report, result, planned=len(retried) + the_plan.writes()), the_plan
 
 
 def _plan_counts(the_plan: Any) -> dict[str, int]:
@@ -409,8 +414,14 @@ def _commit_cursors(ctx: Context, world: World, result: ApplyResult, full: bool,
             ctx.store.set_state("retry.requested", "0")
 
 
-def _outcome(report: Callable[..., CycleReport], result: ApplyResult) -> CycleReport:
+def _outcome(report: Callable[..., CycleReport], result: ApplyResult, planned: int = 0) -> CycleReport:
     counts = dict(result.counts)
+    if result.stopped:
+        # A stop (SIGTERM/SIGINT) let the call in flight finish and started nothing new; intents make the
+        # rerun resume where this one stopped. ``planned`` counts records to write, as the guard does.
+        done = sum(v for k, v in counts.items() if k.split(".")[0] not in ("park", "conflict", "ack"))
+        message = f"interrupted after {min(done, planned)} of {planned}; a rerun resumes"
+        return report("interrupted", EX_INTERRUPTED, counts, message)
     if result.parked:
         return report(
             "parked", EX_FAIL, counts, f"{len(result.parked)} item(s) parked: see `reconciler status`"
@@ -418,8 +429,6 @@ def _outcome(report: Callable[..., CycleReport], result: ApplyResult) -> CycleRe
     if result.failed:
         first = result.failed[0][1]
         return report("failed", EX_FAIL, counts, f"{len(result.failed)} action(s) will be retried: {first}")
-    if result.stopped:
-        return report("failed", EX_FAIL, counts, "stopped before the cycle finished")
     return report("ok", EX_OK, counts)
 
 

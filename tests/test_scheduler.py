@@ -20,8 +20,8 @@ import pytest
 
 from reconciler import logs
 from reconciler.model import CycleReport
-from reconciler.sdnotify import Notifier
 from reconciler.scheduler import run_daemon
+from reconciler.sdnotify import Notifier
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD = 20.0  # seconds; only guards against a hang, never measures speed
