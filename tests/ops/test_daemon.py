@@ -91,7 +91,9 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def start(sims: SimPair, **extra: str) -> Daemon:
-        env = sims.environment(tmp_path / "reconciler.db", DEFAULT_MAPPING, RECONCILER_INTERVAL="2", **extra)
+        env = sims.environment(
+            tmp_path / "reconciler.db", DEFAULT_MAPPING, **{"RECONCILER_INTERVAL": "2", **extra}
+        )
         daemon = Daemon(env, tmp_path)
         started.append(daemon)
         return daemon
@@ -216,3 +218,29 @@ def test_failing_cycles_do_not_kill_the_daemon(
     assert failed["message"] == "could not read: zoho.coql: HTTP 500: INTERNAL_ERROR Internal Server Error"
     assert [served_sims.zoho.deal(d)["SI_Project_ID"] for d in deals] == [project_guid(d) for d in deals]
     assert daemon.terminate() == 0
+
+
+def test_rejected_credentials_stop_the_daemon_with_78_and_one_error_line(
+    served_sims: SimPair, start_daemon: Callable[..., Daemon]
+) -> None:
+    """A wrong SI key under the daemon: a few rejected cycles, then one ERROR line (no traceback), exit 78."""
+    daemon = start_daemon(served_sims, SI_API_KEY="revoked-key", RECONCILER_INTERVAL="1")
+    code = daemon.process.wait(timeout=HANG_GUARD)
+    assert code == 78, daemon.stderr
+    errors = [line for line in daemon.stderr.splitlines() if line.split()[1:2] == ["ERROR"]]
+    assert len(errors) == 1 and "daemon.credentials_rejected" in errors[0], daemon.stderr
+    assert "Traceback" not in daemon.stderr
+    assert "revoked-key" not in daemon.stderr
+
+
+def test_sigterm_right_after_start_stops_the_daemon_cleanly(
+    served_sims: SimPair, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """SIGTERM as soon as the daemon holds its lock (still setting up): exit 0, not killed by signal 15."""
+    from reconciler.lock import lock_is_held
+
+    daemon = start_daemon(served_sims)
+    lock = tmp_path / "reconciler.db.lock"
+    daemon.wait_for(lambda: lock_is_held(lock), "the daemon's lock")
+    assert daemon.terminate() == 0, daemon.stderr
+    assert "Traceback" not in daemon.stderr
