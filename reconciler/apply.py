@@ -278,7 +278,7 @@ class Applier:
                 )
                 if action.republish:
                     self.store.finish_intent(f"publish:deal:{action.deal_id}")
-            event("action.applied", key=action.key, step="publish", project_id=project_id)
+            event("action.applied", "DEBUG", key=action.key, step="publish", project_id=project_id)
         record: dict[str, Any] = {"id": action.deal_id, self.m.link_field: project_id}
         changes = [FieldChange(self.m.link_field, None, project_id)]
         if self.m.status_field:
@@ -326,7 +326,7 @@ class Applier:
             )
         self._update_messages[action.deal_id] = message_id
         self._applied(action.key, "update_project")
-        event("action.applied", key=action.key, fields=len(action.fields))
+        event("action.applied", "DEBUG", key=action.key, fields=len(action.fields))
 
     # ---- Zoho deal writes -------------------------------------------------------------------------
 
@@ -380,7 +380,7 @@ class Applier:
                 project_id=write.project_id,
             )
         self._applied(write.key, write.action)
-        event("action.applied", key=write.key, fields=len(write.record) - 1)
+        event("action.applied", "DEBUG", key=write.key, fields=len(write.record) - 1)
 
     # ---- notes ------------------------------------------------------------------------------------
 
@@ -422,7 +422,7 @@ class Applier:
                     with self.store.atomic():
                         self.store.finish_intent(note.key)
                     self._applied(note.key, "note")
-                    event("action.recovered", key=note.key)
+                    event("action.recovered", "DEBUG", key=note.key)
                     continue
             to_post.append(note)
         for start in range(0, len(to_post), 100):
@@ -457,7 +457,7 @@ class Applier:
                         project_id=note.project_id,
                     )
                 self._applied(note.key, "note")
-                event("action.applied", key=note.key)
+                event("action.applied", "DEBUG", key=note.key)
 
     # ---- settle: snapshots, links, acknowledgements -----------------------------------------------
 
