@@ -2,8 +2,9 @@
 
 The store is SQLite in WAL mode: committed data may still sit in ``reconciler.db-wal``, so copying the
 ``.db`` file alone (``cp``) can give a torn or stale copy. SQLite's online backup API copies a consistent
-snapshot page by page through a normal connection, and restarts by itself when another connection
-writes meanwhile. The copy is written next to ``FILE`` under a temporary name, switched to the
+snapshot through a normal connection. It copies in one step: in WAL mode that step is one read
+transaction, which never blocks the daemon's writes and, unlike a page-by-page copy, is never restarted
+by them (a busy daemon could otherwise restart a large copy forever). The copy is written next to ``FILE`` under a temporary name, switched to the
 single-file rollback journal (so it is one self-contained file), checked with ``PRAGMA quick_check``,
 made 0600 (it holds the Zoho access token) and renamed over ``FILE``: a failed backup never leaves half
 a file where the last good one was.
@@ -22,7 +23,6 @@ from reconciler.errors import ConfigError, UserError
 
 __all__ = ["BackupResult", "backup"]
 
-_PAGES_PER_STEP = 256  # small steps: a writer waits at most one step for the source's read lock
 _BUSY_MS = 10_000
 
 
@@ -73,7 +73,7 @@ def _copy(source: Path, tmp: Path) -> int | None:
     try:
         dst = sqlite3.connect(tmp)
         try:
-            src.backup(dst, pages=_PAGES_PER_STEP)
+            src.backup(dst)  # pages=-1: the whole snapshot in one read transaction
             dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
             problems = [row[0] for row in dst.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
