@@ -2,10 +2,10 @@
 
 The store is SQLite in WAL mode: committed data may still sit in ``reconciler.db-wal``, so copying the
 ``.db`` file alone (``cp``) can give a torn or stale copy. SQLite's online backup API copies a consistent
-snapshot through a normal connection. It copies in one step: in WAL mode that step is one read
-transaction, which never blocks the daemon's writes and, unlike a page-by-page copy, is never restarted
-by them (a busy daemon could otherwise restart a large copy forever). The copy is written next to ``FILE`` under a temporary name, switched to the
-single-file rollback journal (so it is one self-contained file), checked with ``PRAGMA quick_check``,
+snapshot through a normal connection, in one step: in WAL mode that step is one read transaction, which
+never blocks the daemon's writes and, unlike a page-by-page copy, is never restarted by them (a busy
+daemon could restart a large copy forever). The copy is written next to ``FILE`` under a temporary
+name, switched to the rollback journal (one self-contained file), checked with ``PRAGMA quick_check``,
 made 0600 (it holds the Zoho access token) and renamed over ``FILE``: a failed backup never leaves half
 a file where the last good one was.
 """

@@ -3,10 +3,11 @@
 systemd's ``EnvironmentFile=`` is not a shell and not python-dotenv: a ``#`` starts a comment only at the
 start of a line, so ``URL=https://x # note`` sets ``URL`` to ``https://x # note``. :func:`parse_env`
 follows systemd's own parser (``src/basic/env-file.c``): leading whitespace and blank lines skipped;
-``#``/``;`` lines are comments (a trailing backslash does not continue one, as since systemd 254); whitespace around ``=`` and
-at the end of an unquoted value dropped; ``'...'`` literal; ``"..."`` with ``\\"``, ``\\\\``, ``\\$`` and
-``\\``` escapes; a backslash before a newline continues the value; invalid names are ignored.
-``--env-file`` and the unit-emulation tests use it, so a value means the same in both places.
+``#``/``;`` lines are comments (since systemd 254 a trailing backslash does not continue one);
+whitespace around ``=`` and at the end of an unquoted value dropped; ``'...'`` literal; ``"..."``
+with ``\\"``, ``\\\\``, ``\\$`` and ``\\``` escapes; a backslash before a newline continues
+the value; invalid names are ignored. ``--env-file`` and the unit-emulation tests use it, so a value
+means the same in both places.
 
 :func:`problems` lints the values a setting can come from (the environment, env files, credential
 files): an inline `` #`` comment, or a placeholder left from the example (``change-me``, ``1000.XXXX``,
