@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,11 +89,6 @@ def _open_store(settings: Settings, *, create: bool) -> Store:
     return Store.open(path)
 
 
-def _context(settings: Settings, store: Store, stop: Any = None) -> Any:
-    from reconciler.service import build_context
-
-    mapping = load_mapping(settings.reconciler_mapping)
-    return build_context(settings, mapping, store, stop=stop)
 
 
 def _env_problems(args: argparse.Namespace) -> list[str]:
@@ -153,7 +149,10 @@ def _session(
     command: str, args: argparse.Namespace, *, stop: Any = None, locked: bool = True
 ) -> Iterator[Any]:
     """The lock (unless ``locked`` is False), the store and a cycle context; released in reverse order."""
+    from reconciler.service import build_context
+
     settings = _settings(command, args)
+    mapping = load_mapping(settings.reconciler_mapping)  # a bad mapping stops us before anything exists
     for problem in _env_problems(args):
         event("settings.suspicious", "WARNING", problem=problem)
     with InstanceLock(settings.lock_path) if locked else contextlib.nullcontext():
@@ -161,7 +160,7 @@ def _session(
         try:
             if locked and (abandoned := store.close_abandoned_cycles()):
                 event("cycle.abandoned", "WARNING", cycles=abandoned, recorded_as="interrupted")
-            ctx = _context(settings, store, stop=stop)
+            ctx = build_context(settings, mapping, store, stop=stop)
             try:
                 yield ctx
             finally:
@@ -195,8 +194,7 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
 
 def _failed(exc: UserError) -> CycleReport:
-    import time
-
+    """The report of a run-once whose credentials were rejected (the cycle raised instead of returning)."""
     now = time.time()
     return CycleReport(
         mode="run-once",
