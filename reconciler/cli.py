@@ -89,8 +89,6 @@ def _open_store(settings: Settings, *, create: bool) -> Store:
     return Store.open(path)
 
 
-
-
 def _env_problems(args: argparse.Namespace) -> list[str]:
     """Inline comments and placeholders in the settings' values (see :mod:`reconciler.envcheck`)."""
     from reconciler import envcheck
