@@ -52,7 +52,11 @@ class Assignment:
 
 
 def parse_env(text: str) -> list[Assignment]:
-    """Parse ``text`` exactly as systemd parses an ``EnvironmentFile=`` (later duplicates win on load)."""
+    """Parse ``text`` exactly as systemd parses an ``EnvironmentFile=`` (later duplicates win on load).
+
+    One function past the usual size because it is one state machine, transcribed state by state from
+    systemd's; split up, its transitions would be harder to check against the original.
+    """
     out: list[Assignment] = []
     state = "pre_key"
     key: list[str] = []
