@@ -14,12 +14,23 @@ actions that were reviewed and are still what the live state asks for; the rest 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from reconciler.apply import Applier, ApplyResult, Progress
+from reconciler.apply import Applier, ApplyResult
+from reconciler.apply import Progress as Tracker
 from reconciler.context import Context
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, EX_PENDING, ApiError, CredentialsError, StopRequested
+from reconciler.errors import (
+    EX_CONFIG,
+    EX_FAIL,
+    EX_INTERRUPTED,
+    EX_OK,
+    EX_PENDING,
+    ApiError,
+    CredentialsError,
+    StopRequested,
+)
 from reconciler.logs import event
 from reconciler.model import CycleReport, CycleResult, Plan, World
 from reconciler.plan import plan as make_plan
@@ -85,11 +96,12 @@ def run_cycle(
     ctx: Context,
     options: CycleOptions | None = None,
     *,
-    progress: Progress | None = None,
+    progress: Callable[[int], Tracker] | None = None,
     **legacy: object,
 ) -> CycleResult:
-    """One cycle (see the module docstring). ``legacy`` keywords (``full``, ``force``, ``dry_run``) are
-    accepted for callers that predate :class:`CycleOptions`."""
+    """One cycle (see the module docstring). ``progress`` makes a progress tracker for the records the
+    plan writes (see :mod:`reconciler.progress`). ``legacy`` keywords (``full``, ``force``, ``dry_run``)
+    are accepted for callers that predate :class:`CycleOptions`."""
     if options is None:
         options = CycleOptions(**legacy)  # type: ignore[arg-type]
     started = ctx.clock()
@@ -103,7 +115,10 @@ def run_cycle(
         if reporter.cycle_id is not None:
             reporter.report("failed", EX_CONFIG, message="credentials rejected")
         raise
-    except (ApiError, StopRequested) as exc:
+    except StopRequested:
+        message = "interrupted while reading; a rerun resumes"
+        return CycleResult(reporter.report("interrupted", EX_INTERRUPTED, message=message))
+    except ApiError as exc:
         event("cycle.failed", "ERROR", error=str(exc))
         return CycleResult(reporter.report("failed", EX_FAIL, message=f"could not read: {exc}"))
     if not options.dry_run:
@@ -127,6 +142,7 @@ def run_cycle(
         event("cycle.refused", "ERROR", reason=the_plan.refused)
         return CycleResult(reporter.report("refused", EX_FAIL, counts, the_plan.refused), the_plan)
     budget = getattr(ctx.settings, "reconciler_cycle_budget", None)
+    tracker = progress(the_plan.writes()) if progress is not None else None
     applier = Applier(
         ctx.store,
         ctx.zoho,
@@ -135,13 +151,16 @@ def run_cycle(
         cycle_id=reporter.cycle_id,
         stop=ctx.stop,
         deadline=time.monotonic() + float(budget) if budget else None,
-        progress=progress,
+        progress=tracker,
     )
     try:
         result = applier.apply(the_plan)
     except CredentialsError:
         reporter.report("failed", EX_CONFIG, message="credentials rejected")
         raise
+    finally:
+        if tracker is not None:
+            tracker.close()
     if options.approved is None:
         _commit_cursors(ctx, world, result, is_full)
     report = _outcome(reporter, result, stale)
@@ -260,7 +279,7 @@ def _outcome(reporter: _Reporter, result: ApplyResult, stale: list[str]) -> Cycl
         counts["stale.skipped"] = len(stale)
     if result.stopped:
         message = f"interrupted after {result.done} of {result.total}; a rerun resumes"
-        return reporter.report("interrupted", EX_FAIL, counts, message)
+        return reporter.report("interrupted", EX_INTERRUPTED, counts, message)
     if result.overran:
         message = (
             f"the cycle's time budget ran out after {result.done} of {result.total}; the next cycle resumes"

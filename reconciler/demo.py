@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reconciler import defaults
 from reconciler.clients.http import RetryPolicy
 from reconciler.context import Context, build_context
 from reconciler.cycle import CycleOptions, run_cycle
@@ -21,8 +22,6 @@ from reconciler.status import collect_status
 from reconciler.store import Store
 
 __all__ = ["run_demo"]
-
-_MAPPING = Path(__file__).resolve().parent.parent / "config" / "mapping.toml"
 
 
 def _say(text: str = "") -> None:
@@ -55,8 +54,9 @@ def _cycle(ctx: Context, label: str) -> int:
 def run_demo(keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     try:
-        with SimPair() as sims:
-            return _run(sims, workdir)
+        # The shipped default mapping (the same as config/mapping.toml): `pip install` alone runs the demo.
+        with SimPair() as sims, defaults.mapping_file() as mapping:
+            return _run(sims, workdir, mapping)
     finally:
         if keep:
             _say(f"\n(kept {workdir})")
@@ -64,7 +64,7 @@ def run_demo(keep: bool = False) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(sims: SimPair, workdir: Path) -> int:
+def _run(sims: SimPair, workdir: Path, mapping_path: Path) -> int:
     _say("zohosi-reconciler demo: Zoho CRM and D-Tools SI simulators on loopback, no credentials needed.")
     _say(f"   Zoho simulator: {sims.zoho_url}   SI simulator: {sims.si_url}   state: {workdir}")
     ids = [
@@ -80,8 +80,8 @@ def _run(sims: SimPair, workdir: Path) -> int:
     ]
     orphan = sims.zoho.add_deal(Deal_Name="Walk-in quote (no account)", Amount=1200, Send_to_SI=True)
     sims.zoho.add_deal(Deal_Name="Not ready yet", Account_Name="Harbor LLC", Amount=500, Send_to_SI=False)
-    settings = sims.settings(workdir / "reconciler.db", _MAPPING)
-    mapping = load_mapping(_MAPPING)
+    settings = sims.settings(workdir / "reconciler.db", mapping_path)
+    mapping = load_mapping(mapping_path)
     store = Store.open(settings.db_path)
     ctx = build_context(
         settings, mapping, store, policy=RetryPolicy(attempts=3, initial_wait=0.2, max_wait=1)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     reconciler_log_format: Literal["text", "json"] = Field(
         default="text", validation_alias=AliasChoices("RECONCILER_LOG_FORMAT")
     )
+    reconciler_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("RECONCILER_LOG_LEVEL")
+    )
     reconciler_max_writes: int = Field(
         default=500, ge=0, validation_alias=AliasChoices("RECONCILER_MAX_WRITES")
     )
@@ -91,12 +94,16 @@ class Settings(BaseSettings):
         # `ZOHO_REFRESH_TOKEN=` left blank in .env means "not set", not "set to the empty string".
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("reconciler_log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator(
         "zoho_api_url",
         "zoho_accounts_url",
         "si_base_url",
         "reconciler_healthcheck_url",
-        "reconciler_notify_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -105,6 +112,23 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("reconciler_notify_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        # A plain http(s) URL is a Slack-compatible webhook; anything else must be an apprise URL.
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if value.startswith(("http://", "https://")):
+            return value.rstrip("/")
+        from reconciler.monitoring import load_apprise
+
+        with load_apprise() as apprise:
+            known = apprise.Apprise.instantiate(value) is not None
+        if not known:
+            raise ValueError("not an http(s) webhook or a URL apprise knows (mailto://, msteams://, ...)")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -240,7 +264,7 @@ def load_settings(command: str) -> Settings:
         used |= {"zoho_soid", "zoho_refresh_token"}
     if command in {"run-once", "plan", "daemon", "check"}:
         used |= set(Settings.model_fields)
-    used |= {"reconciler_db", "reconciler_log_format"}
+    used |= {"reconciler_db", "reconciler_log_format", "reconciler_log_level"}
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -658,6 +658,18 @@ class Store:
             message=report.message,
         ).where(self.m.Cycle.id == cycle_id).execute()
 
+    def close_abandoned_cycles(self) -> int:
+        """Record cycles left ``running`` by a process that died as ``interrupted``; returns how many.
+
+        Only the holder of the instance lock may call this: then no other process can be running a cycle.
+        """
+        with self.db.atomic():
+            query = self.m.Cycle.update(
+                outcome="interrupted",
+                message="the process ended before the cycle finished; a rerun resumes",
+            ).where(self.m.Cycle.outcome == "running")
+            return int(query.execute())
+
     def recent_cycles(self, limit: int = 10) -> list[dict[str, Any]]:
         query = self.m.Cycle.select().order_by(self.m.Cycle.id.desc()).limit(limit)
         return [

@@ -79,7 +79,7 @@ class Applier:
 
     def apply(self, plan: Plan) -> ApplyResult:
         book = self.book
-        book.result.total = len(plan.actions)
+        book.result.total = plan.writes()
         for action in plan.actions:
             if isinstance(action, Park | Conflict | Defer):
                 self._record(action)

@@ -27,9 +27,14 @@ class Progress(Protocol):
 
     def advance(self, n: int = 1) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class _NoProgress:
     def advance(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -41,8 +46,8 @@ class ApplyResult:
     deferred: list[tuple[str, str]] = field(default_factory=list)  # reads that failed: tried next cycle
     stopped: bool = False  # a stop request ended the apply early
     overran: bool = False  # the cycle's time budget ran out
-    done: int = 0  # actions finished (applied, parked or failed)
-    total: int = 0
+    done: int = 0  # the plan's writes finished (applied, or failed)
+    total: int = 0  # the plan's writes
 
     @property
     def clean(self) -> bool:
@@ -118,7 +123,6 @@ class Book:
         self.result.parked.append((key, message))
         self.result.counts[f"{kind}.parked"] += 1
         event("action.parked", "WARNING", key=key, error=message)
-        self._advance()
 
     def deferred(self, key: str, message: str) -> None:
         """An item failed in this cycle's read: one attempt counted, tried again next cycle."""
@@ -126,8 +130,8 @@ class Book:
         self.result.deferred.append((key, message))
         self.result.counts["read.failed"] += 1
         event("action.failed", "WARNING", key=key, error=message)
-        self._advance()
 
     def _advance(self) -> None:
+        """One more of the plan's writes is finished (applied, or failed and left for later)."""
         self.result.done += 1
         self.progress.advance(1)
