@@ -32,8 +32,11 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/reconciler demo
 
+# Everything, slow tests included; the model-based runs with 20 seeds of 30 steps, each seed printed
+# (replay one with RECONCILER_MODEL_SEEDS=N RECONCILER_MODEL_STEPS=30 .venv/bin/pytest tests/test_random_runs.py).
 proof: $(STAMP)
-	RECONCILER_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q
+	RECONCILER_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q --deselect tests/test_random_runs.py
+	RECONCILER_MODEL_RUNS=20 RECONCILER_MODEL_STEPS=30 $(BIN)/pytest -v tests/test_random_runs.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -13,6 +13,7 @@ from reconciler.model import (
     Conflict,
     CreateProject,
     CycleReport,
+    Defer,
     Park,
     Plan,
     UpdateDeal,
@@ -34,6 +35,8 @@ def _value(value: Any) -> str:
 
 def action_line(action: Any) -> str:
     if isinstance(action, CreateProject):
+        if action.published:
+            return f"create   deal {action.deal_id}: finish (write back SI project {action.project_id})"
         return (
             f"create   deal {action.deal_id} -> new SI project {action.guid} "
             f"(Name {_value(action.body.get('Name'))}, Client {_value(action.body.get('Client'))})"
@@ -57,6 +60,8 @@ def action_line(action: Any) -> str:
         )
     if isinstance(action, Park):
         return f"park     {action.key}: {action.message}"
+    if isinstance(action, Defer):
+        return f"retry    {action.key}: {action.message} (tried again next cycle)"
     return repr(action)
 
 
@@ -68,7 +73,14 @@ def plan_text(plan: Plan, report: CycleReport) -> str:
         lines.append("  " + action_line(action))
     acks = plan.acks()
     if acks:
-        lines.append(f"  ack      {len(acks)} SI export message group(s) would be marked as imported")
+        lines.append(f"  ack      {len(acks)} SI export message(s) would be marked as imported")
+    if plan.held:
+        lines.append(
+            f"  held     {len(plan.held)} linked deal(s) the full read did not return and no direct read "
+            f"confirmed gone: {', '.join(plan.held[:10])}{' ...' if len(plan.held) > 10 else ''}"
+        )
+    for key in plan.resolved:
+        lines.append(f"  close    {key}: re-queued, nothing left to do")
     for export in plan.unknown:
         lines.append(
             f"  unknown  SI project {export.project_id} (IntegrationProjectId {export.integration_id}) "
