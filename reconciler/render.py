@@ -123,6 +123,10 @@ def status_text(status: dict[str, Any]) -> str:
     lines = [f"Database: {status['db']}  (daemon lock {'HELD' if status['lock_held'] else 'free'})"]
     lines.append(f"Zoho cursor: {status['cursor'] or '-'}   last full cycle: {when(status['last_full_at'])}")
     lines.append(f"Access token expires: {when(status['token_expires_at'])}")
+    skew = status.get("zoho_clock_skew_seconds")
+    if skew is not None:
+        side = "ahead of" if skew >= 0 else "behind"
+        lines.append(f"Clock: ours is {abs(skew):.0f} s {side} Zoho's (at the last cycle)")
     lines.append(f"Links: {status['links']['active']} active, {status['links']['inactive']} stopped")
     lines.append("")
     lines.append("Last cycles:")

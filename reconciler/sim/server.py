@@ -125,7 +125,10 @@ class SimServer:
                 except Exception as exc:  # a simulator bug must surface as a 500, not a hang
                     response = httpx.Response(500, text=f"simulator error: {exc!r}")
                 content = response.content
-                self.send_response(response.status_code)
+                # The simulator's own Date (its clock) when it sent one, else this server's.
+                self.send_response_only(response.status_code)
+                if "date" not in response.headers:
+                    self.send_header("Date", self.date_time_string())
                 for key, value in response.headers.items():
                     if key.lower() not in {"content-length", "transfer-encoding", "connection"}:
                         self.send_header(key, value)
