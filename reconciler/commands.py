@@ -217,7 +217,10 @@ def _applied_cycle(command: str, args: argparse.Namespace, options: Any) -> int:
         monitoring = _Monitoring(ctx, http)
         monitoring.start()
         try:
-            result = run_cycle(ctx, options, progress=lambda total: Progress.for_stream(total, "applying"))
+            every = ctx.settings.reconciler_progress_every
+            result = run_cycle(
+                ctx, options, progress=lambda total: Progress.for_stream(total, "applying", every=every)
+            )
         except CredentialsError as exc:
             monitoring.after(_failed(exc))
             args.pinged = True

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     reconciler_max_writes: int = Field(
         default=500, ge=0, validation_alias=AliasChoices("RECONCILER_MAX_WRITES")
     )
+    reconciler_progress_every: float = Field(
+        default=10.0, gt=0, le=3600, validation_alias=AliasChoices("RECONCILER_PROGRESS_EVERY")
+    )
     reconciler_healthcheck_url: str | None = _alias("RECONCILER_HEALTHCHECK_URL")
     reconciler_notify_url: str | None = _alias("RECONCILER_NOTIFY_URL")
     reconciler_metrics_file: Path | None = _alias("RECONCILER_METRICS_FILE")

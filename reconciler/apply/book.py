@@ -77,6 +77,7 @@ class Book:
         self.result = ApplyResult()
         self.finished: set[str] = set()  # keys applied or parked this cycle
         self.blocked: set[str] = set()  # keys that failed, were parked, or never started
+        self._counted: set[str] = set()  # writes already counted as progress
 
     def stopping(self) -> bool:
         """True once a stop was requested or the time budget is spent (checked between actions)."""
@@ -91,10 +92,14 @@ class Book:
     def skipped(self, key: str) -> None:
         self.blocked.add(key)
 
+    def progressed(self, key: str) -> None:
+        """The write's external call is done (a create's publish) though a step of it remains."""
+        self._advance(key)
+
     def applied(self, key: str, kind: str) -> None:
         self.finished.add(key)
         self.result.counts[f"{kind}.applied"] += 1
-        self._advance()
+        self._advance(key)
 
     def failed(self, key: str, kind: str, error: ApiError | str, *, permanent: bool | None = None) -> None:
         """A call failed: count an attempt (parked once permanent or out of attempts)."""
@@ -115,7 +120,7 @@ class Book:
             self.result.failed.append((key, message))
             self.result.counts[f"{kind}.failed"] += 1
             event("action.failed", "WARNING", key=key, error=message)
-        self._advance()
+        self._advance(key)
 
     def parked(self, key: str, kind: str, message: str) -> None:
         """The planner parked an item (bad input, a conflict, a failed read out of attempts)."""
@@ -131,7 +136,10 @@ class Book:
         self.result.counts["read.failed"] += 1
         event("action.failed", "WARNING", key=key, error=message)
 
-    def _advance(self) -> None:
-        """One more of the plan's writes is finished (applied, or failed and left for later)."""
+    def _advance(self, key: str) -> None:
+        """One more of the plan's writes is done (applied, published, or failed and left for later)."""
+        if key in self._counted:
+            return
+        self._counted.add(key)
         self.result.done += 1
         self.progress.advance(1)

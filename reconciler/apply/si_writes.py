@@ -69,6 +69,7 @@ class SiWriter:
                 )
                 if action.republish:
                     store.finish_intent(keys.publish(action.deal_id))
+            book.progressed(action.key)
             event("action.applied", "DEBUG", key=action.key, step="publish", project_id=project_id)
         record: dict[str, Any] = {**action.record, "id": action.deal_id, self.mapping.link_field: project_id}
         changes = [(name, None, value) for name, value in record.items() if name != "id"]
