@@ -109,18 +109,9 @@ def run_cycle(
     mode = "deep" if options.deep else "full" if is_full else "incremental"
     reporter = _Reporter(ctx, mode, started, options.dry_run)
     event("cycle.started", mode=mode, dry_run=options.dry_run, cycle=reporter.cycle_id)
-    try:
-        world = read_world(ctx, ReadOptions(full=is_full, deep=options.deep, force=options.force))
-    except CredentialsError:
-        if reporter.cycle_id is not None:
-            reporter.report("failed", EX_CONFIG, message="credentials rejected")
-        raise
-    except StopRequested:
-        message = "interrupted while reading; a rerun resumes"
-        return CycleResult(reporter.report("interrupted", EX_INTERRUPTED, message=message))
-    except ApiError as exc:
-        event("cycle.failed", "ERROR", error=str(exc))
-        return CycleResult(reporter.report("failed", EX_FAIL, message=f"could not read: {exc}"))
+    world = _read(ctx, reporter, ReadOptions(full=is_full, deep=options.deep, force=options.force))
+    if isinstance(world, CycleReport):
+        return CycleResult(world)
     if not options.dry_run:
         _note_skew(ctx, started)
     the_plan = make_plan(
@@ -141,6 +132,34 @@ def run_cycle(
     if the_plan.refused:
         event("cycle.refused", "ERROR", reason=the_plan.refused)
         return CycleResult(reporter.report("refused", EX_FAIL, counts, the_plan.refused), the_plan)
+    result = _apply(ctx, reporter, the_plan, progress)
+    if options.approved is None:
+        _commit_cursors(ctx, world, result, is_full)
+    report = _outcome(reporter, result, stale)
+    return CycleResult(report, the_plan, tuple(result.parked), result.done, result.total)
+
+
+def _read(ctx: Context, reporter: _Reporter, options: ReadOptions) -> World | CycleReport:
+    """The world, or the report of a cycle that could not read it (credentials rejected: raised)."""
+    try:
+        return read_world(ctx, options)
+    except CredentialsError:
+        if reporter.cycle_id is not None:
+            reporter.report("failed", EX_CONFIG, message="credentials rejected")
+        raise
+    except StopRequested:
+        return reporter.report(
+            "interrupted", EX_INTERRUPTED, message="interrupted while reading; a rerun resumes"
+        )
+    except ApiError as exc:
+        event("cycle.failed", "ERROR", error=str(exc))
+        return reporter.report("failed", EX_FAIL, message=f"could not read: {exc}")
+
+
+def _apply(
+    ctx: Context, reporter: _Reporter, the_plan: Plan, progress: Callable[[int], Tracker] | None
+) -> ApplyResult:
+    """Execute the plan, within the cycle's time budget, reporting progress."""
     budget = getattr(ctx.settings, "reconciler_cycle_budget", None)
     tracker = progress(the_plan.writes()) if progress is not None else None
     applier = Applier(
@@ -154,17 +173,13 @@ def run_cycle(
         progress=tracker,
     )
     try:
-        result = applier.apply(the_plan)
+        return applier.apply(the_plan)
     except CredentialsError:
         reporter.report("failed", EX_CONFIG, message="credentials rejected")
         raise
     finally:
         if tracker is not None:
             tracker.close()
-    if options.approved is None:
-        _commit_cursors(ctx, world, result, is_full)
-    report = _outcome(reporter, result, stale)
-    return CycleResult(report, the_plan, tuple(result.parked), result.done, result.total)
 
 
 def narrow(fresh: Plan, approved: frozenset[tuple[str, str]]) -> tuple[Plan, list[str]]:

@@ -13,15 +13,47 @@ from reconciler.store import Store
 
 __all__ = ["collect_status"]
 
+Item = dict[str, Any]
+
 
 def collect_status(
     store: Store, *, db: str, lock_held: bool, cycles: int = 10, interval: float | None = None
 ) -> dict[str, Any]:
     """Everything ``reconciler status`` shows, as plain data (no secrets: the token value is not read)."""
-    parked, conflicts, pending = [], [], []
     # A pending item is retried by the next cycle (and parked after MAX_ATTEMPTS), not on its own clock.
     recent = store.recent_cycles(1)
     next_cycle = recent[0]["started_at"] + interval if recent and interval else None
+    parked, conflicts, pending = _open_items(store, next_cycle)
+    links = store.links()
+    stopped = [
+        {"deal_id": link.deal_id, "project_id": link.project_id, "reason": link.inactive_reason}
+        for link in links.values()
+        if not link.active
+    ]
+    last_full = store.get_state(LAST_FULL_KEY)
+    skew = store.get_state(ZOHO_SKEW_KEY)
+    return {
+        "db": db,
+        "lock_held": lock_held,
+        "cursor": store.get_state(CURSOR_KEY),
+        "last_full_at": float(last_full) if last_full else None,
+        "zoho_clock_skew_seconds": float(skew) if skew else None,
+        "token_expires_at": store.token_expiry(),
+        "links": {"active": sum(1 for link in links.values() if link.active), "inactive": len(stopped)},
+        "cycles": store.recent_cycles(cycles),
+        "parked": parked,
+        "conflicts": conflicts,
+        "pending": pending,
+        "stopped": stopped,
+        "unknown_projects": store.unknown_projects(),
+    }
+
+
+def _open_items(store: Store, next_cycle: float | None) -> tuple[list[Item], list[Item], list[Item]]:
+    """(parked, conflicts, waiting for a retry) among the open intents."""
+    parked: list[Item] = []
+    conflicts: list[Item] = []
+    pending: list[Item] = []
     for intent in store.open_intents().values():
         if intent.status == keys.PARKED and intent.kind == "conflict":
             payload = intent.payload or {}
@@ -57,26 +89,4 @@ def collect_status(
                     "next_retry_at": next_cycle,
                 }
             )
-    links = store.links()
-    stopped = [
-        {"deal_id": link.deal_id, "project_id": link.project_id, "reason": link.inactive_reason}
-        for link in links.values()
-        if not link.active
-    ]
-    last_full = store.get_state(LAST_FULL_KEY)
-    skew = store.get_state(ZOHO_SKEW_KEY)
-    return {
-        "db": db,
-        "lock_held": lock_held,
-        "cursor": store.get_state(CURSOR_KEY),
-        "last_full_at": float(last_full) if last_full else None,
-        "zoho_clock_skew_seconds": float(skew) if skew else None,
-        "token_expires_at": store.token_expiry(),
-        "links": {"active": sum(1 for link in links.values() if link.active), "inactive": len(stopped)},
-        "cycles": store.recent_cycles(cycles),
-        "parked": parked,
-        "conflicts": conflicts,
-        "pending": pending,
-        "stopped": stopped,
-        "unknown_projects": store.unknown_projects(),
-    }
+    return parked, conflicts, pending

@@ -176,9 +176,16 @@ def test_an_unreadable_change_order_is_never_noted_empty_nor_skipped(sims, make_
     sims.si.add_change_order(project, 2, "Rack upgrade", status="Pending")
     sims.si.set_change_order_status(project, 2, "Approved")
     sims.si.inject("GET", "/Subscribe/Projects/GetProjectByMessageId", kind="malformed", times=-1)
+    sims.si.edit_project(project, Price=950.0)  # a base-project message in the same poll
     report = cycle(ctx)
     assert report.exit_code == 1 and "cannot be read" in report.message
     assert notes(sims, deal) == []
+    assert sims.zoho.deal(deal)["Amount"] == 950  # the readable message is processed ...
+    unread = [m for m in sims.si.export_messages if m.project_id == project and not m.imported]
+    assert {m.co_number for m in unread} == {"2"}  # ... and acknowledged alone: never a change order
+    assert sims.si.count("PUT", "/Subscribe/Projects/MarkAsImportedByMessageId") >= 1
+    by_project = [r for r in sims.si.requests if r.path.lower() == "/subscribe/projects/markasimported"]
+    assert by_project == []  # never the per-project form, whose reach on change orders is undocumented
     assert any(i.key == keys.unreadable_export(project) for i in ctx.store.open_intents().values())
     sims.si._faults.clear()
     assert cycle(ctx).exit_code == 0
