@@ -124,150 +124,21 @@ def run_daemon(
     """
     if interval <= 0:
         raise ValueError("interval must be positive")
-    jitter = min(interval * 0.1, 30.0) if jitter is None else jitter
-    watchdog_every = watchdog_every or notifier.watchdog_interval or _DEFAULT_WATCHDOG_EVERY
-    max_cycle_seconds = max_cycle_seconds or max(12 * interval, 3600.0)
-    beat = _Heartbeat()
-    rejected: list[int] = [0]  # consecutive cycles whose credentials were rejected
-    exit_code: list[int] = [EX_OK]
-
-    def credentials_rejected(exc: CredentialsError, started: float) -> CycleReport:
-        rejected[0] += 1
-        message = "; ".join(exc.problems)
-        if rejected[0] >= credential_strikes:
-            exit_code[0] = EX_CONFIG
-            event(
-                "daemon.credentials_rejected",
-                "ERROR",
-                cycles=rejected[0],
-                error=message,
-                action="fix the credentials, then `systemctl restart reconciler`",
-            )
-            stop.set()
-        else:
-            event("cycle.credentials_rejected", "WARNING", consecutive=rejected[0], error=message)
-        return CycleReport(
-            mode="daemon",
-            outcome="failed",
-            exit_code=EX_CONFIG,
-            started_at=started,
-            ended_at=time.time(),
-            message=f"credentials rejected: {message}",
-        )
-
-    def cycle_job() -> None:
-        if stop.is_set():
-            return
-        beat.start()
-        started = time.time()
-        notifier.status("cycle running")
-        try:
-            report = cycle()
-            rejected[0] = 0
-        except CredentialsError as exc:
-            report = credentials_rejected(exc, started)
-        except StopRequested:
-            event("cycle.interrupted")
-            notifier.status("cycle interrupted by stop")
-            return
-        except Exception as exc:  # a crash must never kill the daemon: the next tick retries
-            event(
-                "cycle.crashed",
-                "ERROR",
-                error=repr(exc),
-                traceback="".join(traceback.format_exception(exc)),
-            )
-            report = CycleReport(
-                mode="daemon",
-                outcome="failed",
-                exit_code=EX_FAIL,
-                started_at=started,
-                ended_at=time.time(),
-                message=f"crashed: {type(exc).__name__}",
-            )
-        finally:
-            beat.finish()
-        notifier.status(report.summary())
-        if on_report is not None:
-            try:
-                on_report(report)
-            except Exception as exc:  # monitoring must not break the daemon either
-                event("daemon.report_failed", "ERROR", error=repr(exc))
-
-    def watchdog_job() -> None:
-        running_for = beat.running_for()
-        if running_for is not None and running_for > max_cycle_seconds:
-            if not beat.stall_reported:
-                beat.stall_reported = True
-                event("daemon.cycle_stalled", "ERROR", running_for=round(running_for))
-            return  # no ping: systemd's WatchdogSec= restarts the wedged service
-        notifier.watchdog()
-
-    scheduler = BlockingScheduler(
-        timezone=UTC,
-        executors={"default": ThreadPoolExecutor(1), WATCHDOG_JOB: ThreadPoolExecutor(1)},
+    daemon = _Daemon(
+        cycle,
+        stop=stop,
+        notifier=notifier,
+        on_report=on_report,
+        max_cycle_seconds=max_cycle_seconds or max(12 * interval, 3600.0),
+        credential_strikes=credential_strikes,
     )
-    scheduler.add_job(
-        cycle_job,
-        "interval",
-        seconds=interval,
-        jitter=jitter or None,
-        id=CYCLE_JOB,
-        name="reconcile",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(1, math.ceil(interval)),
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        watchdog_job,
-        "interval",
-        seconds=watchdog_every,
-        id=WATCHDOG_JOB,
-        name="watchdog",
-        executor=WATCHDOG_JOB,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
+    scheduler = daemon.scheduler(
+        interval=interval,
+        jitter=min(interval * 0.1, 30.0) if jitter is None else jitter,
+        watchdog_every=watchdog_every or notifier.watchdog_interval or _DEFAULT_WATCHDOG_EVERY,
     )
     own_signals = signals is None and install_signals
     signals = signals or StopOnSignals(stop)
-
-    def shut_down() -> None:
-        stop.wait()
-        event("daemon.stopping", signal=signals.name)
-        notifier.stopping()
-        notifier.status("stopping: finishing the action in flight")
-        try:
-            # No new job may start while we wait for the one in flight: pause, and drop the jobs in
-            # case the main loop is already past its pause check.
-            scheduler.pause()
-            scheduler.remove_all_jobs()
-            scheduler.shutdown(wait=True)
-        except SchedulerNotRunningError:
-            pass
-
-    watcher = threading.Thread(target=shut_down, name="reconciler-stop", daemon=True)
-
-    def on_event(ev: Any) -> None:
-        if ev.code == EVENT_SCHEDULER_STARTED:
-            watcher.start()
-            notifier.ready()
-            event("daemon.started", interval=interval, jitter=jitter, watchdog_every=watchdog_every)
-        elif ev.code == EVENT_JOB_MISSED:
-            event("scheduler.job_missed", "WARNING", job=ev.job_id, scheduled=str(ev.scheduled_run_time))
-        elif ev.code == EVENT_JOB_ERROR:
-            event("scheduler.job_error", "ERROR", job=ev.job_id, error=repr(ev.exception))
-        elif ev.code == EVENT_JOB_MAX_INSTANCES:
-            # For the cycle this is an overrun (the tick is skipped, as intended); for the watchdog it
-            # means its thread is stuck, which deserves attention.
-            level = "INFO" if ev.job_id == CYCLE_JOB else "WARNING"
-            event("scheduler.job_skipped", level, job=ev.job_id, reason="previous run still going")
-
-    scheduler.add_listener(
-        on_event, EVENT_SCHEDULER_STARTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES
-    )
-
     if own_signals:
         signals.install()
     aps_logger = logging.getLogger("apscheduler")
@@ -275,13 +146,188 @@ def run_daemon(
     aps_logger.addHandler(forward)
     aps_logger.propagate = False
     try:
-        scheduler.start()  # blocks in this thread until the watcher shuts the scheduler down
-        if watcher.is_alive():
-            watcher.join()
+        daemon.run(scheduler, signals)
     finally:
         aps_logger.removeHandler(forward)
         aps_logger.propagate = propagate
         if own_signals:
             signals.restore()
     event("daemon.stopped")
-    return exit_code[0]
+    return daemon.exit_code
+
+
+class _Daemon:
+    """The two jobs (cycle and watchdog), the stop watcher and the credential strikes of one daemon run."""
+
+    def __init__(
+        self,
+        cycle: Callable[[], CycleReport],
+        *,
+        stop: threading.Event,
+        notifier: Notifier,
+        on_report: Callable[[CycleReport], None] | None,
+        max_cycle_seconds: float,
+        credential_strikes: int,
+    ) -> None:
+        self.cycle = cycle
+        self.stop = stop
+        self.notifier = notifier
+        self.on_report = on_report
+        self.max_cycle_seconds = max_cycle_seconds
+        self.credential_strikes = credential_strikes
+        self.beat = _Heartbeat()
+        self.rejected = 0  # consecutive cycles whose credentials were rejected
+        self.exit_code = EX_OK
+        self._started_with: dict[str, float] = {}
+
+    # ---- the jobs ---------------------------------------------------------------------------------------
+
+    def cycle_job(self) -> None:
+        if self.stop.is_set():
+            return
+        self.beat.start()
+        started = time.time()
+        self.notifier.status("cycle running")
+        try:
+            report = self.cycle()
+            self.rejected = 0
+        except CredentialsError as exc:
+            report = self._credentials_rejected(exc, started)
+        except StopRequested:
+            event("cycle.interrupted")
+            self.notifier.status("cycle interrupted by stop")
+            return
+        except Exception as exc:  # a crash must never kill the daemon: the next tick retries
+            report = self._crashed(exc, started)
+        finally:
+            self.beat.finish()
+        self.notifier.status(report.summary())
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception as exc:  # monitoring must not break the daemon either
+                event("daemon.report_failed", "ERROR", error=repr(exc))
+
+    def watchdog_job(self) -> None:
+        running_for = self.beat.running_for()
+        if running_for is not None and running_for > self.max_cycle_seconds:
+            if not self.beat.stall_reported:
+                self.beat.stall_reported = True
+                event("daemon.cycle_stalled", "ERROR", running_for=round(running_for))
+            return  # no ping: systemd's WatchdogSec= restarts the wedged service
+        self.notifier.watchdog()
+
+    def _credentials_rejected(self, exc: CredentialsError, started: float) -> CycleReport:
+        self.rejected += 1
+        message = "; ".join(exc.problems)
+        if self.rejected >= self.credential_strikes:
+            self.exit_code = EX_CONFIG
+            event(
+                "daemon.credentials_rejected",
+                "ERROR",
+                cycles=self.rejected,
+                error=message,
+                action="fix the credentials, then `systemctl restart reconciler`",
+            )
+            self.stop.set()
+        else:
+            event("cycle.credentials_rejected", "WARNING", consecutive=self.rejected, error=message)
+        return _failed(started, EX_CONFIG, f"credentials rejected: {message}")
+
+    @staticmethod
+    def _crashed(exc: Exception, started: float) -> CycleReport:
+        event("cycle.crashed", "ERROR", error=repr(exc), traceback="".join(traceback.format_exception(exc)))
+        return _failed(started, EX_FAIL, f"crashed: {type(exc).__name__}")
+
+    # ---- the scheduler ------------------------------------------------------------------------------------
+
+    def scheduler(self, *, interval: float, jitter: float, watchdog_every: float) -> BlockingScheduler:
+        """One cycle job (never two at once, overruns skip ticks) and a watchdog job on its own thread."""
+        scheduler = BlockingScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(1), WATCHDOG_JOB: ThreadPoolExecutor(1)},
+        )
+        scheduler.add_job(
+            self.cycle_job,
+            "interval",
+            seconds=interval,
+            jitter=jitter or None,
+            id=CYCLE_JOB,
+            name="reconcile",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, math.ceil(interval)),
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            self.watchdog_job,
+            "interval",
+            seconds=watchdog_every,
+            id=WATCHDOG_JOB,
+            name="watchdog",
+            executor=WATCHDOG_JOB,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._started_with = {"interval": interval, "jitter": jitter, "watchdog_every": watchdog_every}
+        return scheduler
+
+    def run(self, scheduler: BlockingScheduler, signals: StopOnSignals) -> None:
+        """Block until a stop: a watcher thread then shuts the scheduler down, waiting for the job in
+        flight (SIGTERM/SIGINT only set ``stop``; nothing else is safe inside a signal handler)."""
+
+        def shut_down() -> None:
+            self.stop.wait()
+            event("daemon.stopping", signal=signals.name)
+            self.notifier.stopping()
+            self.notifier.status("stopping: finishing the action in flight")
+            try:
+                # No new job may start while we wait for the one in flight: pause, and drop the jobs in
+                # case the main loop is already past its pause check.
+                scheduler.pause()
+                scheduler.remove_all_jobs()
+                scheduler.shutdown(wait=True)
+            except SchedulerNotRunningError:
+                pass
+
+        watcher = threading.Thread(target=shut_down, name="reconciler-stop", daemon=True)
+
+        def on_event(ev: Any) -> None:
+            if ev.code == EVENT_SCHEDULER_STARTED:
+                watcher.start()
+                self.notifier.ready()
+                event("daemon.started", **self._started_with)
+            else:
+                _scheduler_event(ev)
+
+        scheduler.add_listener(
+            on_event, EVENT_SCHEDULER_STARTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES
+        )
+        scheduler.start()  # blocks in this thread until the watcher shuts the scheduler down
+        if watcher.is_alive():
+            watcher.join()
+
+
+def _scheduler_event(ev: Any) -> None:
+    """APScheduler's news about a job: a missed tick, an error, an overrun."""
+    if ev.code == EVENT_JOB_MISSED:
+        event("scheduler.job_missed", "WARNING", job=ev.job_id, scheduled=str(ev.scheduled_run_time))
+    elif ev.code == EVENT_JOB_ERROR:
+        event("scheduler.job_error", "ERROR", job=ev.job_id, error=repr(ev.exception))
+    elif ev.code == EVENT_JOB_MAX_INSTANCES:
+        # For the cycle this is an overrun (the tick is skipped, as intended); for the watchdog it means
+        # its thread is stuck, which deserves attention.
+        level = "INFO" if ev.job_id == CYCLE_JOB else "WARNING"
+        event("scheduler.job_skipped", level, job=ev.job_id, reason="previous run still going")
+
+
+def _failed(started: float, code: int, message: str) -> CycleReport:
+    return CycleReport(
+        mode="daemon",
+        outcome="failed",
+        exit_code=code,
+        started_at=started,
+        ended_at=time.time(),
+        message=message,
+    )
