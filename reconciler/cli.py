@@ -74,6 +74,8 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its flags. Long on purpose: one declarative block per command, read like the
+    README's command table it matches."""
     parser = argparse.ArgumentParser(
         prog="reconciler",
         description="Keeps Zoho CRM deals and D-Tools SI projects in agreement.",

@@ -52,6 +52,9 @@ def build_context(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Context:
+    """Clients, HTTP choke point and clock for one set of settings. The keyword parameters (more than
+    most functions take, on purpose) are the seams tests use: a transport to the simulators, a retry
+    policy without waits, a stop event, a clock."""
     stats = CallStats()
     stop = stop or threading.Event()
     raw = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)

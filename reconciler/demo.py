@@ -65,6 +65,7 @@ def run_demo(keep: bool = False) -> int:
 
 
 def _run(sims: SimPair, workdir: Path, mapping_path: Path) -> int:
+    """The demo's script, step by step. One function on purpose: it reads like the story it prints."""
     _say("zohosi-reconciler demo: Zoho CRM and D-Tools SI simulators on loopback, no credentials needed.")
     _say(f"   Zoho simulator: {sims.zoho_url}   SI simulator: {sims.si_url}   state: {workdir}")
     ids = [

@@ -72,7 +72,11 @@ def render_metrics(
     totals: Mapping[str, float] | None,
     now: float,
 ) -> str:
-    """The text :func:`write_metrics` writes (pure)."""
+    """The text :func:`write_metrics` writes (pure).
+
+    Longer than most functions on purpose: it is the metrics file's table of contents, one ``family``
+    call per metric with its help text, read top to bottom like the file it writes.
+    """
     out: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:

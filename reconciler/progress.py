@@ -52,6 +52,8 @@ class Progress:
         every: float = EVERY,
         enabled: bool = True,
     ) -> None:
+        """Each keyword parameter (more than usual, on purpose) is a seam: where to write, whether it is
+        a terminal, the clock and the interval (tests inject them), and whether to report at all."""
         self.total = max(0, total)
         self.label = label
         self.done = 0

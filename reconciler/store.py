@@ -51,7 +51,10 @@ MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_counters}
 
 
 def _models(db: pw.Database) -> Any:
-    """Model classes bound to one database (so two stores can live in one process)."""
+    """Model classes bound to one database (so two stores can live in one process).
+
+    Long on purpose: it is the schema, one class per table, kept together so it reads as one.
+    """
 
     class Base(pw.Model):
         class Meta:
