@@ -66,7 +66,7 @@ class _Driver:
     def __init__(self, world: World, mapping: Mapping) -> None:
         self.world = world
         self.mapping = mapping
-        self.lookups = Lookups(mapping, world.intents, world.publish_outcomes, world.status_errors)
+        self.lookups = Lookups.of(mapping, world.intents, world.publish_outcomes, world.status_errors)
         self.spec = canon_spec(mapping)
         self.out = _Plan()
         self.by_project = {link.project_id: link for link in world.links.values()}
@@ -74,6 +74,11 @@ class _Driver:
         for export in sorted(world.exports, key=lambda e: e.published_ms):
             self.exports[export.project_id].append(export)
         self.retried = {k for k, i in world.intents.items() if i.status == keys.RETRY}
+        # Deals and projects a re-queued item belongs to (their pairs are planned even when quiet).
+        self.retried_deals = {i.deal_id for k, i in world.intents.items() if k in self.retried and i.deal_id}
+        self.retried_projects = {
+            i.project_id for k, i in world.intents.items() if k in self.retried and i.project_id
+        }
         self.pairs: dict[str, PairInputs] = {}
         self.in_flight: set[str] = set()  # deals whose create this plan makes or finishes
         self.kept: set[str] = set()  # re-queued keys still open after this plan (a republish in progress)
@@ -254,7 +259,7 @@ class _Driver:
 
     def _held(self, link: LinkState, exports: list[SiExport]) -> dict[str, Any] | None:
         """SI's reports in messages acknowledged while the pair does not sync, newest kept per field."""
-        usable, _ = split_held(exports, self.mapping)
+        usable, _ = split_held(exports, self.lookups)
         reports = si_reports(usable, self.mapping, link.project_id, link.deal_id)
         if not reports.values:
             return None
@@ -331,6 +336,8 @@ class _Driver:
     def _forced(self, deal_id: str, project_id: str) -> bool:
         if self.world.deep:
             return True
+        if deal_id not in self.retried_deals and project_id not in self.retried_projects:
+            return False  # the common case, answered without building a key
         own = {keys.deal_update(deal_id), keys.project_update(project_id), keys.unreadable_export(project_id)}
         return bool(self.retried & own) or any(k.startswith(keys.conflict(deal_id, "")) for k in self.retried)
 

@@ -31,11 +31,12 @@ __all__ = ["Lookups", "PairInputs", "PairPlan", "acks_for", "failure", "plan_pai
 
 
 def split_held(
-    exports: Sequence[SiExport], mapping: Mapping
+    exports: Sequence[SiExport], w: Lookups
 ) -> tuple[tuple[SiExport, ...], tuple[SiExport, ...]]:
     """(usable, held): a (project, change order) group is held whole when one of its messages is unusable."""
-    need_base = mapping.needs_project_detail()
-    need_co = mapping.needs_change_order_detail()
+    if not exports:
+        return (), ()
+    need_base, need_co = w.need_base, w.need_co
     bad: set[str | None] = set()
     for export in exports:
         needed = need_co if export.co_number is not None else need_base
@@ -48,10 +49,10 @@ def split_held(
 
 def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
     """Plan one pair (see the module docstring for the order of decisions)."""
-    deal_id, project_id = p.link.deal_id, p.link.project_id
-    usable, held = split_held(p.exports, w.mapping)
-    if _quiet(p, w) and not p.exports:
+    if not p.exports and _quiet(p, w):
         return PairPlan()
+    deal_id, project_id = p.link.deal_id, p.link.project_id
+    usable, held = split_held(p.exports, w)
     work = Work()
     _held(held, deal_id, project_id, work, w)
     link = publish_state(p, usable, work, w)

@@ -37,6 +37,19 @@ class Lookups:
     intents: AbcMapping[str, IntentState]
     outcomes: AbcMapping[str, PublishOutcome]
     status_errors: AbcMapping[str, str]
+    need_base: bool = False  # a base-project message needs a detail read (worked out once per plan)
+    need_co: bool = False  # a change-order message does
+
+    @classmethod
+    def of(
+        cls,
+        mapping: Mapping,
+        intents: AbcMapping[str, IntentState],
+        outcomes: AbcMapping[str, PublishOutcome],
+        status_errors: AbcMapping[str, str],
+    ) -> Lookups:
+        need_base, need_co = mapping.needs_project_detail(), mapping.needs_change_order_detail()
+        return cls(mapping, intents, outcomes, status_errors, need_base, need_co)
 
     def is_parked(self, key: str, input_hash: str) -> bool:
         intent = self.intents.get(key)
