@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from reconciler import keys
-from reconciler.mapping import Mapping, to_zoho_json
+from reconciler.mapping import to_zoho_json
 from reconciler.model import Action, Park, Settle, SiExport, Snapshot, UpdateDeal, UpdateProject
 from reconciler.plan.common import canon_digest, digest, update_message_id
 from reconciler.plan.notes import plan_notes
@@ -30,9 +30,7 @@ from reconciler.plan.work import Lookups, PairInputs, PairPlan, Work, acks_for, 
 __all__ = ["Lookups", "PairInputs", "PairPlan", "acks_for", "failure", "plan_pair", "split_held"]
 
 
-def split_held(
-    exports: Sequence[SiExport], w: Lookups
-) -> tuple[tuple[SiExport, ...], tuple[SiExport, ...]]:
+def split_held(exports: Sequence[SiExport], w: Lookups) -> tuple[tuple[SiExport, ...], tuple[SiExport, ...]]:
     """(usable, held): a (project, change order) group is held whole when one of its messages is unusable."""
     if not exports:
         return (), ()
