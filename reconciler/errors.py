@@ -6,7 +6,9 @@
     ├── UserError                 printed by the CLI as one line per problem, no traceback
     │   ├── ConfigError           bad setting or mapping key                      exit 78 (EX_CONFIG)
     │   ├── CredentialsError      Zoho/SI rejected our credentials                exit 78
-    │   └── LockHeldError         another instance holds the lock file            exit 75 (EX_TEMPFAIL)
+    │   ├── LockHeldError         another instance holds the lock file            exit 75 (EX_TEMPFAIL)
+    │   └── StoreError            the database cannot be used (path, mode, damage)  exit 78
+    │       └── StoreBusyError    locked by another process, disk full, I/O error   exit 1 (try again later)
     ├── ApiError                  an HTTP call failed after the choke point gave up
     │   ├── TransientApiError     timeouts, resets, 429, 5xx, token rate limit: worth retrying later
     │   ├── PermanentApiError     any other 4xx: retrying the same request will not help
@@ -56,6 +58,24 @@ class LockHeldError(UserError):
     """Another reconciler process holds the lock file."""
 
     exit_code = EX_TEMPFAIL
+
+
+class StoreError(UserError):
+    """The SQLite database cannot be used: not a regular file, no permission, read-only, damaged.
+
+    Each problem names the database path, the cause and the remedy. A restart cannot fix these (exit 78).
+    """
+
+    exit_code = EX_CONFIG
+
+
+class StoreBusyError(StoreError):
+    """A transient store fault: locked by another process past the busy timeout, disk full, I/O error.
+
+    Nothing was half-written (SQLite rolled the transaction back); the next cycle tries again (exit 1).
+    """
+
+    exit_code = EX_FAIL
 
 
 class ApiError(ReconcilerError):

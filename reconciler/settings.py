@@ -131,7 +131,9 @@ class Settings(BaseSettings):
 
     @property
     def lock_path(self) -> Path:
-        return self.db_path.with_name(self.db_path.name + ".lock")
+        """``<db>.lock`` beside the database's real path: every name for one file takes one lock."""
+        real = Path(os.path.realpath(self.db_path))
+        return real.with_name(real.name + ".lock")
 
     @property
     def zoho_default_api_url(self) -> str:
