@@ -78,7 +78,7 @@ def build_context(
     stats = CallStats()
     stop = stop or threading.Event()
     raw = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
-    http = HttpClient(raw, policy=policy, stats=stats, stop=stop)
+    http = HttpClient(raw, policy=policy or settings.retry_policy(), stats=stats, stop=stop)
     secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
     refresh = settings.zoho_refresh_token.get_secret_value() if settings.zoho_refresh_token else None
     auth = ZohoAuth(
