@@ -685,8 +685,8 @@ class ZohoSim:
     def _run(self, query: _Query) -> tuple[list[dict[str, Any]], bool]:
         if query.module.lower() != "deals":
             raise CoqlError("INVALID_QUERY", "invalid module given", clause="from", module=query.module)
-        if len(query.fields) > 50:
-            raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=50, clause="select")
+        if len(query.fields) > 500:  # since v7 (Kaizen #183; reference, Corrections)
+            raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=500, clause="select")
         atoms = _atoms(query.where)
         if len(atoms) > 25:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=25, clause="where")
