@@ -16,10 +16,13 @@
     └── StopRequested             a stop (SIGTERM) interrupted a retry wait
 
 ``ApiError`` carries the endpoint name (a stable label such as ``zoho.coql``), the HTTP status when there
-was one, and a short message; it never carries headers, so it never carries a secret.
+was one, and a short message; it never carries headers, and its message is redacted when it is made (an
+API may echo a secret or an access token it refused), so its text can be stored, shown and sent on.
 """
 
 from __future__ import annotations
+
+from reconciler.logs import redactor
 
 EX_OK = 0
 EX_FAIL = 1
@@ -82,6 +85,7 @@ class ApiError(ReconcilerError):
     """An HTTP call failed. ``endpoint`` is a stable label, ``status`` the HTTP status (or None)."""
 
     def __init__(self, endpoint: str, message: str, status: int | None = None) -> None:
+        message = redactor(message)
         prefix = f"{endpoint}: HTTP {status}: " if status is not None else f"{endpoint}: "
         super().__init__(prefix + message)
         self.endpoint = endpoint

@@ -240,6 +240,7 @@ class ZohoAuth(httpx.Auth):
         now = self._clock()
         cached = self._cache.load_token(self.cache_key)
         if cached is not None and cached.expires_at - REFRESH_EARLY > now and cached.access_token != stale:
+            redactor.add(cached.access_token)  # issued by an earlier process: redact it in this one too
             return cached.access_token
         if self._cache.tokens_issued_since(self.cache_key, now - TOKEN_WINDOW) >= TOKENS_PER_WINDOW:
             raise TransientApiError(
@@ -518,8 +519,8 @@ class ZohoClient:
                 RecordResult(
                     ok=ok,
                     id=str(record_id) if record_id is not None else None,
-                    code=str(item.get("code", "")),
-                    message=str(item.get("message", "")),
+                    code=redactor(str(item.get("code", ""))),
+                    message=redactor(str(item.get("message", ""))),  # stored and shown: may echo a token
                     details=details,
                 )
             )
