@@ -34,6 +34,7 @@ __all__ = [
     "db_path_problem",
     "make_private_dirs",
     "prepare_db_file",
+    "reason",
     "restore_hint",
 ]
 
@@ -111,12 +112,13 @@ def make_private_dirs(directory: Path, setting: str = SETTING) -> None:
                 ) from None
         except OSError as exc:
             raise StoreError(
-                f"{setting}: cannot create the directory {folder}: {_reason(exc)}; create it "
+                f"{setting}: cannot create the directory {folder}: {reason(exc)}; create it "
                 f"(install -d -m 0700 -o <service user> {folder}) or point {setting} elsewhere"
             ) from None
 
 
-def _reason(exc: OSError) -> str:
+def reason(exc: OSError) -> str:
+    """A short cause for an OSError, as the messages show it."""
     if exc.errno == errno.EROFS:
         return "read-only file system"
     if exc.errno == errno.ENOTDIR:
@@ -142,7 +144,7 @@ def prepare_db_file(path: Path) -> Path:
             pass  # another process created it just now; check it like any existing file
         except OSError as exc:
             raise StoreError(
-                f"{SETTING}: cannot create {path}: {_reason(exc)}; check that the reconciler's user may "
+                f"{SETTING}: cannot create {path}: {reason(exc)}; check that the reconciler's user may "
                 f"write to {real.parent}, or point {SETTING} elsewhere"
             ) from None
     _check_access(path, real)
@@ -168,7 +170,7 @@ def _check_access(path: Path, real: Path) -> None:
                 f"writes to its database; make it writable for that user (chmod 600) or run as its owner"
             ) from None
         raise StoreError(
-            f"{SETTING}: cannot open {path}: {_reason(exc)} (owner {owner}, mode {mode}; this process runs "
+            f"{SETTING}: cannot open {path}: {reason(exc)} (owner {owner}, mode {mode}; this process runs "
             f"as {me}): run the reconciler as the file's owner, or fix its owner and mode (chown, chmod 600)"
         ) from None
 
@@ -189,18 +191,19 @@ def translate(exc: BaseException, path: Path | str, busy_seconds: float) -> Stor
         )
     if primary in (_BUSY, _LOCKED) or "database is locked" in text:
         return StoreBusyError(
-            f"{where} is locked by another process for more than {busy_seconds:g} s ({text}); nothing was "
-            f"written: the next run tries again (see what holds it with `fuser {path}`)"
+            f"{where} is locked by another process for more than {busy_seconds:g} s ({text}); the step in "
+            f"progress was rolled back and the next run resumes (see what holds it with `fuser {path}`)"
         )
-    if primary == _FULL or "disk is full" in text:
+    if primary == _FULL or (primary == _IOERR and _nearly_full(path)):
         return StoreBusyError(
             f"{where}: the disk is full ({text}); the transaction was rolled back: free space on its file "
             f"system and the next run resumes"
         )
     if primary == _IOERR:
+        name = getattr(original, "sqlite_errorname", "SQLITE_IOERR")
         return StoreBusyError(
-            f"{where}: disk I/O error ({text}); the transaction was rolled back: check the disk and its free "
-            f"space (dmesg); the next run tries again"
+            f"{where}: disk I/O error ({name}); the transaction was rolled back: check the disk (dmesg) "
+            f"and its free space; the next run tries again"
         )
     if primary == _READONLY:
         return StoreError(
@@ -213,6 +216,16 @@ def translate(exc: BaseException, path: Path | str, busy_seconds: float) -> Stor
             f"file and create its -wal/-shm files in {Path(path).parent}"
         )
     return None
+
+
+def _nearly_full(path: Path | str) -> bool:
+    """Whether the database's file system has (almost) no room left: SQLite then often reports an I/O
+    error (growing the -wal or -shm file) rather than SQLITE_FULL."""
+    try:
+        info = os.statvfs(Path(path).resolve().parent)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 256 * 1024
 
 
 class SafeSqliteDatabase(pw.SqliteDatabase):

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from reconciler.dbfile import make_private_dirs
+from reconciler.dbfile import make_private_dirs, reason
 from reconciler.errors import ConfigError, LockHeldError
 
 __all__ = ["InstanceLock", "lock_is_held"]
@@ -46,8 +46,8 @@ class InstanceLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise ConfigError(
-                f"RECONCILER_DB: the lock file {self.path} cannot be used ({exc.strerror}); it must be a "
-                f"file the reconciler's user can write, next to the database: remove or fix it"
+                f"RECONCILER_DB: the lock file {self.path} cannot be used ({reason(exc)}); it must be a "
+                f"file the reconciler's user can create and write, next to the database"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,11 +87,11 @@ def lock_is_held(path: Path) -> bool:
     """True when another process holds the lock on ``path`` (for ``status``); never keeps the lock.
 
     Probes with a *shared* lock, which conflicts only with the exclusive one, so two concurrent probes
-    never see each other. A missing file means nobody holds it.
+    never see each other. A missing (or unreadable) file means nobody holds it, as far as we can tell.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:  # missing, or not ours to read: nobody we can see holds it
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
