@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     def require(self, command: str) -> None:
         """Raise one ConfigError listing every setting ``command`` needs and lacks."""
         problems: list[str] = []
-        db_problem = db_path_problem(self.db_path)
+        db_problem = None if command in ("auth", "demo") else db_path_problem(self.db_path)
         if db_problem is not None:
             problems.append(db_problem)
         for need in NEEDS.get(command, ()):
