@@ -97,11 +97,14 @@ def make_private_dirs(directory: Path, setting: str = SETTING) -> None:
     """Create ``directory`` and any missing parent with mode 0700; an existing one is left as it is."""
     missing: list[Path] = []
     current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
+    try:
+        while not current.exists():
+            missing.append(current)
+            if current.parent == current:
+                break
+            current = current.parent
+    except OSError as exc:  # a directory on the way that we may not look into
+        raise StoreError(f"{setting}: cannot look into {current}: {reason(exc)}") from None
     for folder in reversed(missing):
         try:
             folder.mkdir(mode=0o700)
@@ -155,7 +158,10 @@ def _check_access(path: Path, real: Path) -> None:
     try:
         os.close(os.open(real, os.O_RDWR | os.O_CLOEXEC))
     except OSError as exc:
-        info = os.stat(real)
+        try:
+            info = os.stat(real)
+        except OSError:
+            raise StoreError(f"{SETTING}: cannot open {path}: {reason(exc)}") from None
         mode = f"{stat.S_IMODE(info.st_mode):04o}"
         owner = _user(info.st_uid)
         me = _user(os.geteuid())
