@@ -235,10 +235,23 @@ class Settings(BaseSettings):
             elif need == "mapping":
                 if not self.reconciler_mapping.is_file():
                     problems.append(f"RECONCILER_MAPPING: file not found: {self.reconciler_mapping}")
+                problems += self._metrics_file_problems()
             elif getattr(self, need) in (None, ""):
                 problems.append(f"{need.upper()}: required setting is missing")
         if problems:
             raise ConfigError(*problems)
+
+    def _metrics_file_problems(self) -> list[str]:
+        """The metrics file is rewritten after every cycle: its directory must exist, and it is a file."""
+        path = self.reconciler_metrics_file
+        if path is None:
+            return []
+        if path.is_dir():
+            example = path / "reconciler.prom"
+            return [f"RECONCILER_METRICS_FILE: {path} is a directory; name a file in it, e.g. {example}"]
+        if not path.parent.is_dir():
+            return [f"RECONCILER_METRICS_FILE: the directory {path.parent} does not exist"]
+        return []
 
 
 class _WithoutCredentials(Settings):

@@ -558,3 +558,19 @@ def test_a_command_reports_only_the_credential_files_it_uses(env, creds) -> None
     creds({"zoho_client_id": "1000.id", "zoho_client_secret": "s3cret"})
     (Path(os.environ["CREDENTIALS_DIRECTORY"]) / "si_api_key").write_bytes(b"\xff\xfe")
     assert load_settings("auth").zoho_client_id == "1000.id"
+
+
+def test_a_metrics_file_that_cannot_be_written_stops_the_cycle_commands(
+    env, mapping_in_cwd, tmp_path
+) -> None:
+    """RECONCILER_METRICS_FILE naming a directory, or in a missing one: one line, exit 78, before a cycle."""
+    _cycle_env(env)
+    env.setenv("RECONCILER_METRICS_FILE", str(tmp_path))
+    example = tmp_path / "reconciler.prom"
+    assert _problems("daemon") == (
+        f"RECONCILER_METRICS_FILE: {tmp_path} is a directory; name a file in it, e.g. {example}",
+    )
+    env.setenv("RECONCILER_METRICS_FILE", str(tmp_path / "nowhere" / "r.prom"))
+    assert _problems("run-once") == (
+        f"RECONCILER_METRICS_FILE: the directory {tmp_path / 'nowhere'} does not exist",
+    )
