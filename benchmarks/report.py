@@ -96,7 +96,7 @@ def render(results: Sequence[SizeResult], *, date: str, seconds: float, command:
         "",
         "## Planner alone (d)",
         "",
-        "`plan()` on Worlds captured with `fetch_world` just before cycle (c) ran: the incremental one "
+        "`plan()` on Worlds captured with `read_world` just before cycle (c) ran: the incremental one "
         "cycle (c) planned, and the full one (every flagged deal plus the same SI changes, as the daily full "
         "cycle reads it). Best of 3: CPU (`time.process_time`) and wall. Peak: `tracemalloc`, in a separate "
         "run, of what `plan()` allocates (the World is already in memory).",

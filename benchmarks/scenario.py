@@ -21,10 +21,12 @@ from benchmarks.bounds import Bound
 from benchmarks.naive import WebhookCost, old_webhook, per_record, per_record_cost
 from benchmarks.sims import WRITE_LABELS, ZOHO_LABELS, SimClock, SimLog, make_pair
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import Context, build_context
+from reconciler.cycle import run_cycle
 from reconciler.mapping import Mapping, load_mapping
 from reconciler.model import UpdateDeal
 from reconciler.plan import World, plan
-from reconciler.service import LOOKBACK_SECONDS, Context, build_context, fetch_world, run_cycle
+from reconciler.read import LOOKBACK_SECONDS, ReadOptions, read_world
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
 
@@ -228,8 +230,8 @@ class _Bench:
         # (d) the Worlds the planner is timed on, read before cycle (c) acknowledges the changes: the one
         # cycle (c) reads, and the one a full cycle would read at that moment (every flagged deal).
         worlds = {
-            "incremental, as cycle (c) reads it": fetch_world(self.ctx, full=False),
-            "full (every flagged deal)": fetch_world(self.ctx, full=True),
+            "incremental, as cycle (c) reads it": read_world(self.ctx, ReadOptions(full=False)),
+            "full (every flagged deal)": read_world(self.ctx, ReadOptions(full=True)),
         }
         ours = self._cycle(
             "c. 10% of projects changed in SI", Bound.si_changes(0, messages, self.changed, self.changed)
@@ -249,7 +251,7 @@ class _Bench:
         self.log.mark()
         w0, c0 = time.perf_counter(), time.process_time()
         # --force, as an operator runs a first import: these plans write more than RECONCILER_MAX_WRITES.
-        report, _ = run_cycle(self.ctx, force=True)
+        report = run_cycle(self.ctx, force=True).report
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         calls = self.log.since_mark()
         client = Counter(report.api_calls)

@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from reconciler.sim import si as si_module
-from reconciler.sim import zoho as zoho_module
 from reconciler.sim.harness import SimPair
 from reconciler.sim.si import ExportMessage, PublishMessage, SiSim
+from reconciler.sim.si import routes as si_module
 from reconciler.sim.zoho import ZohoSim
+from reconciler.sim.zoho import coql as zoho_module
 
 __all__ = [
     "WRITE_LABELS",
@@ -97,7 +97,7 @@ class IndexedZohoSim(ZohoSim):
             return None
         try:
             meta = self._meta()
-            atoms = zoho_module._atoms(query.where)
+            atoms = zoho_module.atoms(query.where)
             types = {atom.field: self._column_type(atom.field, meta, "where") for atom in atoms}
             ids = self._sorted_ids()
             start, exact = 0, None

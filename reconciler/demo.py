@@ -11,16 +11,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reconciler import defaults
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import Context, build_context
+from reconciler.cycle import CycleOptions, run_cycle
 from reconciler.mapping import load_mapping
 from reconciler.render import plan_text, status_text
-from reconciler.service import Context, build_context, collect_status, run_cycle
 from reconciler.sim.harness import SimPair
+from reconciler.status import collect_status
 from reconciler.store import Store
 
 __all__ = ["run_demo"]
-
-_MAPPING = Path(__file__).resolve().parent.parent / "config" / "mapping.toml"
 
 
 def _say(text: str = "") -> None:
@@ -43,7 +44,7 @@ def _deals(sims: SimPair, ids: list[str]) -> None:
 
 
 def _cycle(ctx: Context, label: str) -> int:
-    report, _ = run_cycle(ctx)
+    report = run_cycle(ctx).report
     calls = ", ".join(f"{k}={v}" for k, v in sorted(report.api_calls.items()))
     _say(f"   run-once: {report.summary()}")
     _say(f"   API calls: {calls or 'none'} (exit code {report.exit_code}) [{label}]")
@@ -53,8 +54,9 @@ def _cycle(ctx: Context, label: str) -> int:
 def run_demo(keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     try:
-        with SimPair() as sims:
-            return _run(sims, workdir)
+        # The shipped default mapping (the same as config/mapping.toml): `pip install` alone runs the demo.
+        with SimPair() as sims, defaults.mapping_file() as mapping:
+            return _run(sims, workdir, mapping)
     finally:
         if keep:
             _say(f"\n(kept {workdir})")
@@ -62,7 +64,7 @@ def run_demo(keep: bool = False) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(sims: SimPair, workdir: Path) -> int:
+def _run(sims: SimPair, workdir: Path, mapping_path: Path) -> int:
     _say("zohosi-reconciler demo: Zoho CRM and D-Tools SI simulators on loopback, no credentials needed.")
     _say(f"   Zoho simulator: {sims.zoho_url}   SI simulator: {sims.si_url}   state: {workdir}")
     ids = [
@@ -78,15 +80,17 @@ def _run(sims: SimPair, workdir: Path) -> int:
     ]
     orphan = sims.zoho.add_deal(Deal_Name="Walk-in quote (no account)", Amount=1200, Send_to_SI=True)
     sims.zoho.add_deal(Deal_Name="Not ready yet", Account_Name="Harbor LLC", Amount=500, Send_to_SI=False)
-    settings = sims.settings(workdir / "reconciler.db", _MAPPING)
-    mapping = load_mapping(_MAPPING)
+    settings = sims.settings(workdir / "reconciler.db", mapping_path)
+    mapping = load_mapping(mapping_path)
     store = Store.open(settings.db_path)
     ctx = build_context(
         settings, mapping, store, policy=RetryPolicy(attempts=3, initial_wait=0.2, max_wait=1)
     )
     try:
         _step(1, "Sales ticked 'Send to SI' on four deals (one has no account). `reconciler plan` (dry run):")
-        report, the_plan = run_cycle(ctx, dry_run=True)
+        result = run_cycle(ctx, CycleOptions(dry_run=True))
+        report, the_plan = result.report, result.plan
+        assert the_plan is not None, report.message
         for line in plan_text(the_plan, report).splitlines():
             _say("   " + line)
         _say(f"   plan exit code: {report.exit_code} (2 = changes pending)")

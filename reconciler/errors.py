@@ -27,6 +27,7 @@ from reconciler.logs import redactor
 EX_OK = 0
 EX_FAIL = 1
 EX_PENDING = 2
+EX_INTERRUPTED = 130  # 128 + SIGINT; the CLI exits 128 + the signal it got (143 for SIGTERM)
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 

@@ -3,20 +3,32 @@
 Every log line is an *event* with a stable dotted name (``cycle.started``, ``action.applied``,
 ``http.retry`` ...) and key/value context. Call :func:`event`; never format secrets into messages, and
 if one slips through anyway the sink's :class:`Redactor` replaces it with ``***``.
+
+Times are UTC with their offset (``2026-03-01T09:30:00.125+00:00``) in both formats, as ``status`` shows
+them. Under systemd (``$JOURNAL_STREAM`` names our stderr) each line starts with its syslog priority
+(``<3>`` error, ``<4>`` warning, ``<6>`` info, ``<7>`` debug) so ``journalctl -p warning`` works, and
+text lines carry no time of their own: the journal stamps every line already.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC
 from typing import Any, TextIO
 
 from loguru import logger
 
-__all__ = ["Redactor", "configure", "event", "redactor"]
+__all__ = ["LEVELS", "Redactor", "configure", "event", "journal_stream", "redactor"]
+
+#: The levels an operator can choose (``RECONCILER_LOG_LEVEL``, ``-v``/``-q``), most verbose first.
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# loguru level -> syslog priority (sd-daemon(3) prefixes).
+_PRIORITY = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 _HEADER_PATTERNS = [
     # Authorization: Zoho-oauthtoken 1000.abc...   /  X-DTSI-ApiKey: abc
@@ -62,19 +74,23 @@ class Redactor:
 redactor = Redactor()
 
 
-def _text_line(record: dict[str, Any]) -> str:
+def _time(record: dict[str, Any]) -> str:
+    return str(record["time"].astimezone(UTC).isoformat(timespec="milliseconds"))
+
+
+def _text_line(record: dict[str, Any], *, stamp: bool = True) -> str:
     extra = {k: v for k, v in record["extra"].items() if k != "event"}
     context = " ".join(f"{k}={_plain(v)}" for k, v in extra.items())
-    time = record["time"].strftime("%Y-%m-%d %H:%M:%S")
     message = record["message"]
     if record["exception"] is not None:
         context += (" " if context else "") + f"exception={_plain(repr(record['exception'].value))}"
-    return f"{time} {record['level'].name:<7} {message}" + (f" {context}" if context else "")
+    line = f"{record['level'].name:<7} {message}" + (f" {context}" if context else "")
+    return f"{_time(record)} {line}" if stamp else line
 
 
 def _json_line(record: dict[str, Any]) -> str:
     payload: dict[str, Any] = {
-        "time": record["time"].isoformat(),
+        "time": _time(record),
         "level": record["level"].name,
         "event": record["extra"].get("event", "log"),
         "message": record["message"],
@@ -87,7 +103,23 @@ def _json_line(record: dict[str, Any]) -> str:
 
 def _plain(value: Any) -> str:
     text = str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+    return json.dumps(text) if (not text or any(c.isspace() for c in text)) else text
+
+
+def journal_stream(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``stream`` is connected to journald: ``$JOURNAL_STREAM`` (``device:inode``) names it.
+
+    systemd sets the variable for a service whose stderr goes to the journal; comparing it with the
+    stream's own device and inode (as sd_journal_stream_fd(3) advises) ignores a copy inherited by a
+    command whose output was redirected elsewhere.
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        info = os.fstat(stream.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def configure(
@@ -96,11 +128,20 @@ def configure(
     stream: TextIO | None = None,
     level: str = "INFO",
     secrets: Iterable[str | None] = (),
+    journal: bool | None = None,
 ) -> None:
-    """(Re)configure the one sink: ``fmt`` is ``text`` or ``json``; secrets are added to the redactor."""
+    """(Re)configure the one sink: ``fmt`` is ``text`` or ``json``; secrets are added to the redactor.
+
+    ``journal`` (default: :func:`journal_stream` of the stream) prefixes each line with its priority and
+    drops the text format's time, which the journal records itself.
+    """
     redactor.add(*secrets)
     out = stream if stream is not None else sys.stderr
-    render: Callable[[dict[str, Any]], str] = _json_line if fmt == "json" else _text_line
+    journal = journal_stream(out) if journal is None else journal
+
+    def render(record: dict[str, Any]) -> str:
+        line = _json_line(record) if fmt == "json" else _text_line(record, stamp=not journal)
+        return f"<{_PRIORITY.get(record['level'].name, 6)}>{line}" if journal else line
 
     def sink(message: Any) -> None:
         out.write(redactor(render(message.record)) + "\n")

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -39,13 +39,17 @@ DIRECTIONS = ("si_to_zoho", "zoho_to_si", "both")
 CONFLICT_POLICIES = ("si_wins", "zoho_wins", "manual")
 ZOHO_TYPES = ("number", "integer", "text", "date", "datetime", "boolean")
 
-# ProjectFieldId for POST /Publish/Projects/Update (DESIGN.md; SI OpenAPI UpdateProjectField).
+# ProjectFieldId for POST /Publish/Projects/Update, as D-Tools publishes it: the SI OpenAPI's
+# UpdateProjectField.projectFieldId table (dtools-si.md, corrections). CustomField1..54 = 101..154 and
+# CustomField65..75 = 155..165; CustomField55..64 (the decimal ones) have no id, so SI cannot receive them.
+# The jump may be a vendor typo, but it is the only published source: followed as written.
 SI_FIELD_IDS: dict[str, int] = {
     "name": 1, "progress": 2, "startdate": 3, "enddate": 4, "estimatedclosedate": 5, "closedate": 6,
     "budget": 7, "scopeofwork": 8, "assignedto": 9, "salesrep": 10, "projectmanager": 11, "designer": 12,
     "client": 13, "clientnumber": 14, "clientponumber": 15,
 }  # fmt: skip
-SI_FIELD_IDS.update({f"customfield{n}": 100 + n for n in range(1, 76)})
+SI_FIELD_IDS.update({f"customfield{n}": 100 + n for n in range(1, 55)})
+SI_FIELD_IDS.update({f"customfield{n}": 90 + n for n in range(65, 76)})
 
 # SI Project properties and their types (SI OpenAPI ``Project`` schema), keyed lower-case.
 _SI_DECIMAL = {
@@ -169,19 +173,32 @@ def canonical(value: Any, kind: ZohoType) -> Any:
         if isinstance(value, datetime):
             moment = value
         elif isinstance(value, date):
-            return value.isoformat() if kind == "date" else f"{value.isoformat()}T00:00:00"
+            moment = datetime(value.year, value.month, value.day)
         else:
             text = str(value).strip().replace("Z", "+00:00")
             try:
                 moment = datetime.fromisoformat(text)
             except ValueError:
                 raise ValueError(f"expected a date (YYYY-MM-DD), got {value!r}") from None
-        return moment.date().isoformat() if kind == "date" else moment.replace(microsecond=0).isoformat()
+        return moment.date().isoformat() if kind == "date" else _utc_text(moment)
     return str(value)
 
 
+def _utc_text(moment: datetime) -> str:
+    """A date-time as one instant in Zoho's written form, ``yyyy-MM-ddTHH:mm:ss+00:00``.
+
+    Zoho requires the offset on a Date/Time value (zoho-crm-v8.md, corrections) and answers in the org's
+    zone; comparing in UTC makes ``10:30+00:00`` and ``16:00+05:30`` the same value. A value without an
+    offset (SI's, which documents its times as UTC) is taken as UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
 def to_zoho_json(value: Any, kind: ZohoType) -> Any:
-    """A canonical value as Zoho wants it in a PUT body (numbers as JSON numbers)."""
+    """A canonical value as Zoho wants it in a PUT body (numbers as JSON numbers; date-times carry their
+    UTC offset already)."""
     if value is None:
         return None
     if kind == "integer":
@@ -310,6 +327,10 @@ class Mapping:
     def needs_project_detail(self) -> bool:
         """Whether field sync needs more than the list payload (ProjectInfo) gives."""
         return bool(self.si_keys_needed() - SI_LIST_FIELDS)
+
+    def needs_change_order_detail(self) -> bool:
+        """Whether a change-order message needs a detail read (for its notes or its fields)."""
+        return bool(self.template_keys() - SI_LIST_FIELDS) or self.needs_project_detail()
 
 
 def zoho_column(path: str) -> str:

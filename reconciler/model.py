@@ -7,11 +7,11 @@ lookup on the SI side is case-insensitive).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CycleReport", "fold"]
+__all__ = ["CycleReport", "CycleResult", "World", "fold"]
 
 
 def fold(value: Any) -> Any:
@@ -25,12 +25,13 @@ def fold(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class CycleReport:
-    """What one cycle did; returned by ``service.run_cycle`` and shown by the CLI, status and metrics.
+    """What one cycle did; part of :class:`CycleResult`, shown by the CLI, ``status`` and the metrics.
 
     ``outcome`` is one of ``ok`` (everything applied or nothing to do), ``pending`` (dry run with changes),
-    ``parked`` (an item was parked this cycle), ``refused`` (the mass-change guard stopped the plan) or
-    ``failed`` (the cycle could not run: an API was unreachable). ``counts`` holds actions by
-    ``"<kind>.<result>"`` (``create.applied``, ``note.parked`` ...).
+    ``parked`` (an item was parked this cycle), ``refused`` (the mass-change guard stopped the plan),
+    ``failed`` (the cycle could not run: an API was unreachable; or an action will be retried),
+    ``interrupted`` (a stop request ended it early) or ``overran`` (its time budget ran out). ``counts``
+    holds actions by ``"<kind>.<result>"`` (``create.applied``, ``note.parked`` ...).
     """
 
     mode: str
@@ -72,20 +73,33 @@ class LinkState:
     publish_error: str | None = None
     active: bool = True
     inactive_reason: str | None = None
+    si_state: str = ""  # "archived" or "deleted" when SI's newest export says so
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What both sides held, in Zoho space, when the pair last agreed (keys: Zoho field names)."""
+    """What both sides held, in Zoho space, when the pair last agreed (keys: Zoho field names).
+
+    ``si`` is the value SI holds or will hold once our queued updates are imported; ``pending`` lists
+    those queued updates per field (``value``, ``message_id``, ``stale``: values SI may still show that
+    are not edits, ``imported_ms`` once SI imported it). ``updates`` counts the SI updates this pair has
+    begun, so each new one gets a new ``MessageId``. ``held`` keeps what SI reported while the pair was not
+    syncing (field -> ``[value, PublishedOnUnixTimeMs]``): those messages were acknowledged, and the values
+    are applied when the pair syncs again. ``reported`` holds, per field, when SI published the report
+    ``si`` comes from: an older message delivered again (its acknowledgement failed) is not news.
+    """
 
     deal_id: str
     zoho_hash: str = ""
     zoho: Mapping[str, Any] = None  # type: ignore[assignment]
     si: Mapping[str, Any] = None  # type: ignore[assignment]
     pending: Mapping[str, Any] = None  # type: ignore[assignment]
+    updates: int = 0
+    held: Mapping[str, Any] = None  # type: ignore[assignment]
+    reported: Mapping[str, int] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        for name in ("zoho", "si", "pending"):
+        for name in ("zoho", "si", "pending", "held", "reported"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, {})
 
@@ -136,7 +150,13 @@ class Deal:
 
 @dataclass(frozen=True)
 class SiExport:
-    """One SI export message (a ``ProjectInfo``), with the detail fields merged in when fetched."""
+    """One SI export message (a ``ProjectInfo``), with the detail fields merged in when fetched.
+
+    ``detailed`` is False when the message needed a detail read that did not happen; ``problem`` says why
+    a message cannot be used (its details could not be read, or it lacks an identifying field). A
+    ``current`` export is SI's present state read by ``reconcile --deep``: a report of values, never
+    acknowledged and never a note.
+    """
 
     project_id: str
     integration_id: str | None
@@ -144,6 +164,9 @@ class SiExport:
     co_number: str | None
     published_ms: int
     values: Mapping[str, Any]
+    detailed: bool = True
+    problem: str | None = None
+    current: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,7 +191,13 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class CreateProject:
-    """Publish a new SI project for a flagged deal (our Guid as ``Id``), then write its id back."""
+    """Publish a new SI project for a flagged deal (our Guid as ``Id``), then write its id back.
+
+    ``record`` is the write-back onto the deal (project id and sync status). ``zoho_values`` and
+    ``si_values`` (Zoho space) are the pair's snapshot once the create is done: what the deal held and
+    what SI was sent *in this publish*. ``project_id``/``message_id`` are set when the publish already
+    happened in an earlier, interrupted cycle: then only the write-back is left to do.
+    """
 
     key: str
     deal_id: str
@@ -179,6 +208,14 @@ class CreateProject:
     zoho_hash_after: str = ""
     republish: bool = False  # SI failed to import the first publish and the operator asked to retry
     kind: str = "create"
+    si_values: Mapping[str, Any] = field(default_factory=dict)
+    record: Mapping[str, Any] = field(default_factory=dict)
+    project_id: str | None = None
+    message_id: str | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.project_id is not None
 
 
 @dataclass(frozen=True)
@@ -205,6 +242,7 @@ class UpdateProject:
     fields: tuple[tuple[int, str], ...]
     input_hash: str
     kind: str = "update_project"
+    message_id: str = ""  # ours, decided by the planner: a resend keeps it, a new value gets a new one
 
 
 @dataclass(frozen=True)
@@ -220,6 +258,7 @@ class AddNote:
     content: str
     input_hash: str = ""
     kind: str = "note"
+    look_first: bool = False  # an earlier attempt may have reached Zoho: look for the note before posting
 
 
 @dataclass(frozen=True)
@@ -248,16 +287,31 @@ class Park:
     kind: str = "park"
 
 
-Action = CreateProject | UpdateDeal | UpdateProject | AddNote | Conflict | Park
+@dataclass(frozen=True)
+class Defer:
+    """An item that failed this cycle (e.g. its SI details could not be read): one attempt is counted and
+    the next cycle tries again; the planner parks it instead once the attempts are used up."""
+
+    key: str
+    deal_id: str | None
+    project_id: str | None
+    message: str
+    input_hash: str
+    kind: str = "defer"
+
+
+Action = CreateProject | UpdateDeal | UpdateProject | AddNote | Conflict | Park | Defer
+WRITES = (CreateProject, UpdateDeal, UpdateProject, AddNote)
 
 
 @dataclass(frozen=True)
 class Ack:
-    """``MarkAsImported`` for every message of ``(project, CONumber)`` up to ``published_ms``."""
+    """``MarkAsImportedByMessageId`` for exactly one export message (the one the cycle processed)."""
 
     project_id: str
     co_number: str | None
     published_ms: int
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,21 +331,31 @@ class Settle:
     acks: tuple[Ack, ...] = ()
     link: Any = None
     resolved_keys: tuple[str, ...] = ()
+    updates: int | None = None  # the snapshot's count of SI updates begun (None: unchanged)
+    held: Mapping[str, Any] | None = None  # a stopped pair: SI's reports to keep until it syncs again
+    reported: Mapping[str, int] | None = None  # per field, when SI published the report ``si`` comes from
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one cycle will do, decided before anything is done."""
+    """Everything one cycle will do, decided before anything is done.
+
+    ``held`` lists deal ids a full read did not return and no direct read has confirmed gone: their
+    pairs are left as they are (SI's messages for them stay unacknowledged) until a read settles it.
+    """
 
     actions: tuple[Action, ...] = ()
     settles: tuple[Settle, ...] = ()
     unknown: tuple[SiExport, ...] = ()
     refused: str | None = None
     full: bool = False
+    deep: bool = False
+    held: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()  # re-queued items this plan no longer needs: the applier closes them
 
     def writes(self) -> int:
         """Records this plan writes to Zoho or SI (the mass-change guard counts these)."""
-        return sum(1 for a in self.actions if not isinstance(a, Conflict | Park))
+        return sum(1 for a in self.actions if isinstance(a, WRITES))
 
     def acks(self) -> list[Ack]:
         return [ack for settle in self.settles for ack in settle.acks]
@@ -299,3 +363,45 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return self.writes() > 0 or bool(self.acks())
+
+
+# ---- what the planner looks at ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the planner looks at; built by :mod:`reconciler.read` from the APIs and the store.
+
+    ``links``, ``snapshots`` and ``intents`` hold what the store knows of the pairs this cycle's input
+    touches (not necessarily every pair). ``gone`` names linked deals a full read missed and a direct
+    read confirmed deleted; ``status_errors`` maps our SI message ids to why SI could not tell their
+    status; ``active_links`` is the store's count of active links (the mass-change guard's yardstick,
+    ``None``: count ``links``). ``deep`` marks a ``reconcile --deep`` read (SI's current state of every
+    active pair is among ``exports``, marked ``current``).
+    """
+
+    deals: Sequence[Deal] = ()
+    exports: Sequence[SiExport] = ()
+    links: Mapping[str, LinkState] = field(default_factory=dict)
+    snapshots: Mapping[str, Snapshot] = field(default_factory=dict)
+    intents: Mapping[str, IntentState] = field(default_factory=dict)
+    publish_outcomes: Mapping[str, PublishOutcome] = field(default_factory=dict)
+    full: bool = False
+    gone: frozenset[str] = frozenset()
+    status_errors: Mapping[str, str] = field(default_factory=dict)
+    active_links: int | None = None
+    deep: bool = False
+    si_projects: frozenset[str] = frozenset()  # projects SI confirmed exist (detail reads for adoption)
+    read_problems: Mapping[str, str] = field(default_factory=dict)  # item key -> why it could not be read
+    zoho_time: float | None = None  # Zoho's clock (its Date header) when the deals were read
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """One cycle's outcome: its report, its plan (None when it could not plan), what it parked."""
+
+    report: CycleReport
+    plan: Plan | None = None
+    parked: tuple[tuple[str, str], ...] = ()
+    done: int = 0
+    total: int = 0

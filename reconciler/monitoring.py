@@ -1,27 +1,37 @@
-"""What the outside world learns after each cycle: a health ping, chat alerts, and a Prometheus file.
+"""What the outside world learns about cycles: health pings and alerts anywhere (metrics: :mod:`.metrics`).
 
-All three sit *after* the cycle and can never change its outcome: the pinger and the alerter swallow
+Both sit *around* the cycle and can never change its outcome: the pinger and the alerter swallow
 every error (logging ``health.ping_failed`` / ``alert.failed``), and :func:`write_metrics` returns
-``False`` instead of raising. The URLs of the health check and of the chat webhook are themselves
-secrets (anyone holding them can post), so both are registered with the log redactor.
+``False`` instead of raising. The URLs of the health check and of the alerts are themselves secrets
+(anyone holding them can post), so both are registered with the log redactor.
+
+Health pings follow healthchecks.io's protocol: ``/start`` when a cycle starts; the URL itself when the
+cycle did its job, even when it parked bad records (they are listed in the ping's body: a deal without
+an account is a sales mistake, not an outage); ``/<exit code>`` when it could not (an API down, the
+guard refusing, credentials rejected: ``/1``, ``/78``), and likewise when the command itself exits 75 or
+78; ``/log`` (no status change) when a stop interrupted the cycle.
+
+Alerts go through apprise (``mailto://``, ``msteams://``, ``slack://``, ``ntfy://`` ...); a plain
+``http(s)://`` URL gets the Slack-compatible ``POST {"text": ...}``. Each parked item is announced once,
+however often it is re-parked, until it is no longer parked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
+import logging
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Protocol
 
 import httpx
 
 from reconciler.logs import event, redactor
+from reconciler.metrics import write_metrics
 from reconciler.model import CycleReport
 
 __all__ = [
@@ -30,45 +40,104 @@ __all__ = [
     "HealthPinger",
     "MemoryState",
     "StateStore",
+    "health_ping",
+    "load_apprise",
     "write_metrics",
 ]
 
 #: Outcomes that count towards the "cycles keep failing" alert. ``refused`` is included: the mass-change
 #: guard refuses again on every cycle until someone looks, which is exactly what an alert is for.
 FAILING_OUTCOMES = frozenset({"failed", "refused"})
-OUTCOMES = ("ok", "pending", "parked", "refused", "failed")
+#: Outcomes of a cycle that did its job (parked records are the data's problem, not the cycle's).
+DONE_OUTCOMES = frozenset({"ok", "pending", "parked"})
 
 _DEFAULT_TIMEOUT = 10.0
+_MAX_LISTED = 20
+_MAX_ERROR = 200
+
+
+@contextlib.contextmanager
+def load_apprise() -> Iterator[ModuleType]:
+    """apprise (imported only when an alert URL needs it: it is slow), used inside this context.
+
+    apprise loads its plugins lazily, and one imports ``imghdr``, deprecated since Python 3.11; under
+    ``-W error`` that warning would be fatal, so every use of apprise sits inside this context.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+
+        yield apprise
 
 
 def _is_success(response: httpx.Response) -> bool:
     return 200 <= response.status_code < 300
 
 
-class HealthPinger:
-    """Pings a healthchecks.io-style URL after each cycle: ``url`` on success, ``url/fail`` on failure.
+def _parked_lines(parked: Sequence[tuple[str, str]]) -> list[str]:
+    lines = [f"• {key}: {_one_line(error)}" for key, error in parked[:_MAX_LISTED]]
+    if len(parked) > _MAX_LISTED:
+        lines.append(f"… and {len(parked) - _MAX_LISTED} more")
+    return lines
 
-    A missing URL makes every ping a no-op. Errors are logged as ``health.ping_failed`` and swallowed.
+
+def health_ping(report: CycleReport, parked: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
+    """Pure: the path suffix (``""``, ``/log`` or ``/<exit code>``) and body of the ping for ``report``.
+
+    ``parked`` is every item parked now, ``(key, error)``; they go in the body of a success ping.
+    """
+    body = [report.summary()]
+    if parked:
+        body.append(f"{len(parked)} item(s) parked (data to fix, not an outage; see `reconciler status`):")
+        body += _parked_lines(parked)
+    if report.outcome in DONE_OUTCOMES:
+        suffix = ""
+    elif report.outcome == "interrupted":
+        suffix = "/log"
+    else:
+        suffix = f"/{report.exit_code or 1}"
+    return suffix, "\n".join(body)
+
+
+class HealthPinger:
+    """Pings a healthchecks.io-style URL (see the module docstring); a missing URL makes it a no-op.
+
+    Errors are logged as ``health.ping_failed`` and swallowed; each method returns True on a 2xx answer.
     """
 
     def __init__(self, http: httpx.Client, url: str | None, *, timeout: float = _DEFAULT_TIMEOUT) -> None:
         self._http = http
-        self._url = url or None
+        self._url = url.rstrip("/") if url else None
         self._timeout = timeout
         redactor.add(self._url)
 
-    def ping(self, ok: bool) -> bool:
-        """Ping; True when the check answered 2xx (False also when no URL is configured)."""
+    def start(self) -> bool:
+        """A cycle starts (healthchecks.io measures its duration and notices one that never ends)."""
+        return self._send("/start", None)
+
+    def finished(self, report: CycleReport, parked: Sequence[tuple[str, str]] = ()) -> bool:
+        """The cycle's outcome: success (parked items in the body), ``/log`` or ``/<exit code>``."""
+        suffix, body = health_ping(report, parked)
+        return self._send(suffix, body)
+
+    def exited(self, code: int, message: str) -> bool:
+        """The command exits ``code`` (75 lock held, 78 configuration) without a cycle to report."""
+        return self._send(f"/{code}", message)
+
+    def _send(self, suffix: str, body: str | None) -> bool:
         if self._url is None:
             return False
-        url = self._url if ok else self._url.rstrip("/") + "/fail"
+        url = self._url + suffix
         try:
-            response = self._http.get(url, timeout=self._timeout)
+            if body is None:
+                response = self._http.get(url, timeout=self._timeout)
+            else:
+                response = self._http.post(url, content=body.encode(), timeout=self._timeout)
         except Exception as exc:  # any failure here is the monitor's problem, not the cycle's
-            event("health.ping_failed", "WARNING", ok=ok, error=repr(exc))
+            event("health.ping_failed", "WARNING", ping=suffix or "/", error=repr(exc))
             return False
         if not _is_success(response):
-            event("health.ping_failed", "WARNING", ok=ok, status=response.status_code)
+            event("health.ping_failed", "WARNING", ping=suffix or "/", status=response.status_code)
             return False
         return True
 
@@ -96,21 +165,31 @@ class MemoryState:
 
 _STREAK = "alert.failure_streak"
 _FAILING_ALERTED = "alert.failing_alerted"
-_PARKED_PENDING = "alert.parked_pending"
+_ANNOUNCED = "alert.parked_announced"
 _LAST_SENT = "alert.last_sent."
-_MAX_LISTED = 20
-_MAX_PENDING = 200
-_MAX_ERROR = 200
+
+
+class _ForwardAppriseLogs(logging.Handler):
+    """apprise logs through stdlib logging; pass its records on as redacted DEBUG events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event("alert.apprise", "DEBUG", level=record.levelname, text=record.getMessage())
+
+
+def _plain_webhook(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
 
 
 class Alerter:
-    """Slack-compatible alerts (``POST {"text": ...}``) for parked items and for cycles that keep failing.
+    """Alerts for parked items and for cycles that keep failing, to one URL (see the module docstring).
 
-    * :meth:`parked` announces newly parked items in one message; while the ``parked`` alert is rate
-      limited the items wait in the state and go out with the next message, so none is lost.
+    * :meth:`parked` gets every item parked now and announces, in one message, those not announced yet.
+      An item stays announced while it stays parked, so a mapping edit or a ``retry`` that parks it
+      again does not repeat it; while the ``parked`` alert is rate limited the items simply wait.
     * :meth:`cycle_result` counts consecutive failing cycles (:data:`FAILING_OUTCOMES`) in the state,
       alerts once they reach ``failure_threshold`` (and reminds at most once per ``min_interval`` while
-      they go on), and sends one recovery message after a failing alert went out.
+      they go on), and sends one recovery message after a failing alert went out. An ``interrupted``
+      cycle (a stop) neither counts nor resets the streak.
 
     Each alert kind is sent at most once per ``min_interval`` seconds, across restarts (the timestamp is
     in the state). Nothing here raises; errors are logged as ``alert.failed``. The text is built only from
@@ -142,7 +221,7 @@ class Alerter:
     # -- public -------------------------------------------------------------------------------------
 
     def parked(self, items: Sequence[tuple[str, str]]) -> None:
-        """Announce ``(key, error)`` items parked since the last call (call it every cycle, even empty)."""
+        """Announce the ``(key, error)`` items parked now that were not announced (call every cycle)."""
         if self._url is None:
             return
         try:
@@ -162,33 +241,26 @@ class Alerter:
     # -- internals ----------------------------------------------------------------------------------
 
     def _parked(self, items: Sequence[tuple[str, str]]) -> None:
-        pending, more = self._load_pending()
-        merged = dict(pending)  # key -> newest error, in the order first seen
-        for key, error in items:
-            if key in merged or len(merged) < _MAX_PENDING:
-                merged[key] = error
-            else:
-                more += 1
-        pending = list(merged.items())
-        if not pending:
-            return
-        if self._allowed("parked") and self._post("parked", self._parked_text(pending, more)):
-            self._save_pending([], 0)
-        else:
-            self._save_pending(pending, more)
+        announced = set(self._load_announced())
+        now = dict(items)
+        still = announced & now.keys()  # an item no longer parked is forgotten: parked again, told again
+        new = [(key, error) for key, error in now.items() if key not in still]
+        if new and self._allowed("parked") and self._post("parked", self._parked_text(new)):
+            still |= {key for key, _ in new}
+        if still != announced:
+            self._state.set_state(_ANNOUNCED, json.dumps(sorted(still)))
 
-    def _parked_text(self, pending: Sequence[tuple[str, str]], more: int) -> str:
-        total = len(pending) + more
-        noun = "item" if total == 1 else "items"
-        lines = [f"{self._source}: {total} {noun} parked (see `reconciler status`; `reconciler retry KEY`)"]
-        lines += [f"• {key}: {_one_line(error)}" for key, error in pending[:_MAX_LISTED]]
-        hidden = total - min(len(pending), _MAX_LISTED)
-        if hidden:
-            lines.append(f"… and {hidden} more")
-        return "\n".join(lines)
+    def _parked_text(self, items: Sequence[tuple[str, str]]) -> str:
+        noun = "item" if len(items) == 1 else "items"
+        lines = [
+            f"{self._source}: {len(items)} {noun} parked (see `reconciler status`; `reconciler retry KEY`)"
+        ]
+        return "\n".join(lines + _parked_lines(items))
 
     def _cycle_result(self, report: CycleReport) -> None:
         streak = _int(self._state.get_state(_STREAK))
+        if report.outcome == "interrupted":
+            return
         if report.outcome in FAILING_OUTCOMES:
             streak += 1
             self._state.set_state(_STREAK, str(streak))
@@ -217,31 +289,51 @@ class Alerter:
     def _post(self, kind: str, text: str) -> bool:
         assert self._url is not None
         try:
-            response = self._http.post(self._url, json={"text": text}, timeout=self._timeout)
-        except Exception as exc:  # the webhook is down: keep the alert for the next call
+            if _plain_webhook(self._url):
+                response = self._http.post(self._url, json={"text": text}, timeout=self._timeout)
+                if not _is_success(response):
+                    event("alert.failed", "WARNING", kind=kind, status=response.status_code)
+                    return False
+            elif not self._apprise(text):
+                event("alert.failed", "WARNING", kind=kind, error="apprise could not deliver it")
+                return False
+        except Exception as exc:  # the service is down: keep the alert for the next call
             event("alert.failed", "WARNING", kind=kind, error=repr(exc))
-            return False
-        if not _is_success(response):
-            event("alert.failed", "WARNING", kind=kind, status=response.status_code)
             return False
         self._state.set_state(_LAST_SENT + kind, repr(self._clock()))
         event("alert.sent", kind=kind)
         return True
 
-    def _load_pending(self) -> tuple[list[tuple[str, str]], int]:
-        raw = self._state.get_state(_PARKED_PENDING)
-        if not raw:
-            return [], 0
+    def _apprise(self, text: str) -> bool:
+        assert self._url is not None
+        title, _, body = text.partition("\n")
+        logger = logging.getLogger("apprise")
+        forward, propagate = _ForwardAppriseLogs(), logger.propagate
+        logger.addHandler(forward)
+        logger.propagate = False
         try:
-            data = json.loads(raw)
-            items = [(str(k), str(e)) for k, e in data["items"]]
-            return items, int(data.get("more", 0))
-        except (ValueError, TypeError, KeyError):
-            return [], 0
+            with load_apprise() as apprise:
+                sender = apprise.Apprise()
+                if not sender.add(self._url):
+                    raise ValueError("apprise does not understand RECONCILER_NOTIFY_URL")
+                sent = sender.notify(
+                    body=body or title,
+                    title=title,
+                    body_format=apprise.NotifyFormat.TEXT,
+                    timeout=self._timeout,
+                )
+            return bool(sent)
+        finally:
+            logger.removeHandler(forward)
+            logger.propagate = propagate
 
-    def _save_pending(self, items: Iterable[tuple[str, str]], more: int) -> None:
-        listed = [[k, e] for k, e in items]
-        self._state.set_state(_PARKED_PENDING, json.dumps({"items": listed, "more": more}) if listed else "")
+    def _load_announced(self) -> list[str]:
+        raw = self._state.get_state(_ANNOUNCED)
+        try:
+            data = json.loads(raw) if raw else []
+        except ValueError:
+            return []
+        return [str(key) for key in data] if isinstance(data, list) else []
 
 
 def _int(value: str | None) -> int:
@@ -254,145 +346,3 @@ def _int(value: str | None) -> int:
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _MAX_ERROR else flat[: _MAX_ERROR - 1] + "…"
-
-
-# -- Prometheus textfile collector ------------------------------------------------------------------
-
-
-def write_metrics(
-    path: Path,
-    report: CycleReport,
-    *,
-    parked: int,
-    last_success_at: float | None,
-    totals: Mapping[str, float] | None = None,
-    now: float | None = None,
-) -> bool:
-    """Rewrite ``path`` atomically in Prometheus' text format (node_exporter's textfile collector).
-
-    ``totals`` are the cumulative cycles by outcome *from the store* (``{"ok": 1234, "failed": 3}``), so
-    the counter survives restarts; every known outcome is written, 0 when absent. Per-cycle numbers come
-    from ``report``. ``last_success_at`` ``None`` (never succeeded) makes the age ``+Inf``. The file is
-    written to a temporary name in the same directory (not ending in ``.prom``, so the collector never
-    reads half a file), made 0644 and renamed over ``path``. Returns False (and logs
-    ``metrics.write_failed``) instead of raising.
-    """
-    now = time.time() if now is None else now
-    text = render_metrics(report, parked=parked, last_success_at=last_success_at, totals=totals, now=now)
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fchmod(out.fileno(), 0o644)  # the collector runs as another user; our UMask is 0077
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        event("metrics.write_failed", "WARNING", path=str(path), error=repr(exc))
-        return False
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    return True
-
-
-def render_metrics(
-    report: CycleReport,
-    *,
-    parked: int,
-    last_success_at: float | None,
-    totals: Mapping[str, float] | None,
-    now: float,
-) -> str:
-    """The text :func:`write_metrics` writes (pure)."""
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            out.append(f"{name}{_labels(labels)} {_number(value)}")
-
-    cycles = {outcome: 0.0 for outcome in OUTCOMES}
-    cycles.update({k: float(v) for k, v in (totals or {}).items()})
-    family(
-        "reconciler_cycles_total",
-        "counter",
-        "Cycles run since the store was created, by outcome.",
-        (({"outcome": k}, v) for k, v in sorted(cycles.items())),
-    )
-    actions = []
-    for key, value in sorted(report.counts.items()):
-        kind, _, result = key.rpartition(".")
-        actions.append(({"kind": kind, "result": result} if kind else {"kind": result, "result": ""}, value))
-    family("reconciler_actions", "gauge", "Actions in the last cycle, by kind and result.", actions)
-    family(
-        "reconciler_api_calls",
-        "gauge",
-        "HTTP calls in the last cycle, by endpoint.",
-        (({"endpoint": k}, v) for k, v in sorted(report.api_calls.items())),
-    )
-    family(
-        "reconciler_api_errors",
-        "gauge",
-        "Failed HTTP calls in the last cycle, by endpoint.",
-        (({"endpoint": k}, v) for k, v in sorted(report.api_errors.items())),
-    )
-    family(
-        "reconciler_parked_items",
-        "gauge",
-        "Items parked now (see `reconciler status`).",
-        [({}, parked)],
-    )
-    age = math.inf if last_success_at is None else max(0.0, now - last_success_at)
-    family(
-        "reconciler_last_success_age_seconds",
-        "gauge",
-        "Seconds since the last successful cycle when this file was written (+Inf: never).",
-        [({}, age)],
-    )
-    if last_success_at is not None:
-        family(
-            "reconciler_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful cycle (use time() - this: it does not go stale).",
-            [({}, last_success_at)],
-        )
-    family(
-        "reconciler_last_cycle_duration_seconds",
-        "gauge",
-        "Wall-clock duration of the last cycle.",
-        [({}, report.duration)],
-    )
-    family(
-        "reconciler_last_cycle_timestamp_seconds",
-        "gauge",
-        "Unix time the last cycle ended.",
-        [({}, report.ended_at)],
-    )
-    return "\n".join(out) + "\n"
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return "{" + body + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))

@@ -13,7 +13,12 @@ Shape of the daemon (the caller holds the :class:`~reconciler.lock.InstanceLock`
   pinging only when one cycle has run for more than ``max_cycle_seconds`` (wedged), and then systemd
   restarts the service. Sharing the cycle's executor would starve it behind any long cycle.
 * a crashing cycle is logged (``cycle.crashed``) and the next tick retries; the daemon never dies of it.
-* SIGTERM/SIGINT only set ``stop`` (nothing else is safe inside a signal handler). A watcher thread sees
+  Rejected credentials are the exception: a restart cannot fix them, so after ``credential_strikes``
+  cycles in a row rejected them the daemon logs one ERROR line and returns 78, which the unit's
+  ``RestartPreventExitStatus=78`` honours.
+* SIGTERM/SIGINT only set ``stop`` (nothing else is safe inside a signal handler); the CLI installs the
+  handlers (:class:`~reconciler.interrupts.StopOnSignals`) before it even reads the settings. A watcher
+  thread sees
   ``stop``, sends ``STOPPING=1`` and shuts the scheduler down with ``wait=True``: the cycle notices
   ``stop`` between actions, finishes the one in flight and returns; then :func:`run_daemon` returns 0.
 """
@@ -22,13 +27,11 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
 from apscheduler.events import (
@@ -41,16 +44,18 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from reconciler.errors import EX_FAIL, EX_OK, StopRequested
+from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, CredentialsError, StopRequested
+from reconciler.interrupts import StopOnSignals
 from reconciler.logs import event
 from reconciler.model import CycleReport
-from reconciler.notify import Notifier
+from reconciler.sdnotify import Notifier
 
 __all__ = ["run_daemon"]
 
 CYCLE_JOB = "cycle"
 WATCHDOG_JOB = "watchdog"
 _DEFAULT_WATCHDOG_EVERY = 30.0
+CREDENTIAL_STRIKES = 3  # cycles in a row with rejected credentials before the daemon gives up (exit 78)
 
 
 class _Heartbeat:
@@ -99,8 +104,16 @@ def run_daemon(
     install_signals: bool = True,
     watchdog_every: float | None = None,
     max_cycle_seconds: float | None = None,
+    signals: StopOnSignals | None = None,
+    credential_strikes: int = CREDENTIAL_STRIKES,
 ) -> int:
     """Run ``cycle`` every ``interval`` seconds (first run at once) until ``stop`` is set; return 0.
+
+    Returns 78 instead when ``credential_strikes`` cycles in a row raised
+    :class:`~reconciler.errors.CredentialsError`. ``signals`` are handlers the caller already installed
+    (their first signal is logged with ``daemon.stopping``); without them, ``install_signals`` installs
+    our own for the duration of the call. The parameters are many because each is a seam for a test
+    (timings, signals) or a knob the CLI sets; all but the first three have defaults.
 
     ``on_report`` gets each cycle's report (health ping, alerts, metrics); when ``cycle`` raises it gets
     a synthesised ``failed`` report instead, so monitoring sees crashes too. Its own errors are logged
@@ -115,6 +128,32 @@ def run_daemon(
     watchdog_every = watchdog_every or notifier.watchdog_interval or _DEFAULT_WATCHDOG_EVERY
     max_cycle_seconds = max_cycle_seconds or max(12 * interval, 3600.0)
     beat = _Heartbeat()
+    rejected: list[int] = [0]  # consecutive cycles whose credentials were rejected
+    exit_code: list[int] = [EX_OK]
+
+    def credentials_rejected(exc: CredentialsError, started: float) -> CycleReport:
+        rejected[0] += 1
+        message = "; ".join(exc.problems)
+        if rejected[0] >= credential_strikes:
+            exit_code[0] = EX_CONFIG
+            event(
+                "daemon.credentials_rejected",
+                "ERROR",
+                cycles=rejected[0],
+                error=message,
+                action="fix the credentials, then `systemctl restart reconciler`",
+            )
+            stop.set()
+        else:
+            event("cycle.credentials_rejected", "WARNING", consecutive=rejected[0], error=message)
+        return CycleReport(
+            mode="daemon",
+            outcome="failed",
+            exit_code=EX_CONFIG,
+            started_at=started,
+            ended_at=time.time(),
+            message=f"credentials rejected: {message}",
+        )
 
     def cycle_job() -> None:
         if stop.is_set():
@@ -124,6 +163,9 @@ def run_daemon(
         notifier.status("cycle running")
         try:
             report = cycle()
+            rejected[0] = 0
+        except CredentialsError as exc:
+            report = credentials_rejected(exc, started)
         except StopRequested:
             event("cycle.interrupted")
             notifier.status("cycle interrupted by stop")
@@ -188,11 +230,12 @@ def run_daemon(
         coalesce=True,
         misfire_grace_time=None,
     )
-    received: list[int] = []
+    own_signals = signals is None and install_signals
+    signals = signals or StopOnSignals(stop)
 
     def shut_down() -> None:
         stop.wait()
-        event("daemon.stopping", signal=signal.Signals(received[0]).name if received else None)
+        event("daemon.stopping", signal=signals.name)
         notifier.stopping()
         notifier.status("stopping: finishing the action in flight")
         try:
@@ -225,15 +268,8 @@ def run_daemon(
         on_event, EVENT_SCHEDULER_STARTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES
     )
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # Only record and set: logging or locking here could deadlock with the interrupted main thread.
-        received.append(signum)
-        stop.set()
-
-    previous: dict[signal.Signals, Any] = {}
-    if install_signals:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, on_signal)
+    if own_signals:
+        signals.install()
     aps_logger = logging.getLogger("apscheduler")
     forward, propagate = _ForwardErrors(), aps_logger.propagate
     aps_logger.addHandler(forward)
@@ -245,7 +281,7 @@ def run_daemon(
     finally:
         aps_logger.removeHandler(forward)
         aps_logger.propagate = propagate
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if own_signals:
+            signals.restore()
     event("daemon.stopped")
-    return EX_OK
+    return exit_code[0]

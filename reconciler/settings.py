@@ -26,7 +26,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.clients.http import RetryPolicy
-from reconciler.clients.zoho import DATA_CENTRES
+from reconciler.clients.zoho import DATA_CENTRES, DataCentre
 from reconciler.dbfile import db_path_problem
 from reconciler.errors import ConfigError
 from reconciler.setting_sources import (
@@ -81,9 +81,7 @@ class Settings(BaseSettings):
     zoho_client_secret: SecretStr | None = _alias("ZOHO_CLIENT_SECRET", "CRM_SECRET")
     zoho_refresh_token: SecretStr | None = _alias("ZOHO_REFRESH_TOKEN")
     zoho_soid: str | None = _alias("ZOHO_SOID", "CRM_SOID")
-    zoho_dc: Literal["com", "eu", "in", "com.au", "jp", "ca", "sa", "com.cn"] = Field(
-        default="com", validation_alias=AliasChoices("ZOHO_DC")
-    )
+    zoho_dc: DataCentre = Field(default="com", validation_alias=AliasChoices("ZOHO_DC"))
     zoho_api_url: str | None = _alias("ZOHO_API_URL")
     zoho_accounts_url: str | None = _alias("ZOHO_ACCOUNTS_URL")
     si_api_key: SecretStr | None = _alias("SI_API_KEY", "SI_TOKEN")
@@ -102,6 +100,9 @@ class Settings(BaseSettings):
     )
     reconciler_log_format: Literal["text", "json"] = Field(
         default="text", validation_alias=AliasChoices("RECONCILER_LOG_FORMAT")
+    )
+    reconciler_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("RECONCILER_LOG_LEVEL")
     )
     reconciler_max_writes: int = Field(
         default=500, ge=0, validation_alias=AliasChoices("RECONCILER_MAX_WRITES")
@@ -138,15 +139,38 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("reconciler_log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("zoho_api_url", "zoho_accounts_url")
     @classmethod
     def _origin_url(cls, value: str | None) -> str | None:
         return check_url(value, origin=True)
 
-    @field_validator("si_base_url", "reconciler_healthcheck_url", "reconciler_notify_url")
+    @field_validator("si_base_url", "reconciler_healthcheck_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return check_url(value, origin=False)
+
+    @field_validator("reconciler_notify_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        # A plain http(s) URL is a Slack-compatible webhook (checked like every URL); anything else must
+        # be an apprise URL.
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if value.startswith(("http://", "https://")):
+            return check_url(value, origin=False)
+        from reconciler.monitoring import load_apprise
+
+        with load_apprise() as apprise:
+            known = apprise.Apprise.instantiate(value) is not None
+        if not known:
+            raise ValueError("not an http(s) webhook or a URL apprise knows (mailto://, msteams://, ...)")
+        return value
 
     @field_validator("reconciler_db", mode="before")
     @classmethod
@@ -290,7 +314,7 @@ def load_settings(command: str) -> Settings:
         used |= {"zoho_soid", "zoho_refresh_token"}
     if command in {"run-once", "plan", "daemon", "check"}:
         used |= set(Settings.model_fields)
-    used |= {"reconciler_db", "reconciler_log_format"}
+    used |= {"reconciler_db", "reconciler_log_format", "reconciler_log_level"}
     env_file = Settings.model_config.get("env_file")
     if isinstance(env_file, str | Path):
         problem = dotenv_problem(Path(env_file))

@@ -33,10 +33,25 @@ from reconciler.model import AuditEntry, CycleReport, IntentState, LinkState, Sn
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # version -> migration step taking (migrator, models); applied in order to bring an old file up to date.
 Migration = Callable[[SqliteMigrator, Any], None]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _v2_snapshot_counters(migrator: SqliteMigrator, models: Any) -> None:
+    """v2: each snapshot counts the SI updates its pair has begun (it seeds their MessageIds) and keeps
+    what SI reported while the pair was not syncing; each link knows if SI archived or deleted it."""
+    from playhouse.migrate import migrate
+
+    migrate(
+        migrator.add_column("snapshot", "updates", pw.IntegerField(default=0)),
+        migrator.add_column("snapshot", "held", pw.TextField(default="{}")),
+        migrator.add_column("snapshot", "reported", pw.TextField(default="{}")),
+        migrator.add_column("link", "si_state", pw.CharField(default="")),
+    )
+
+
+MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_counters}
 
 
 def _models(db: pw.Database) -> Any:
@@ -58,6 +73,7 @@ def _models(db: pw.Database) -> Any:
         publish_error = pw.TextField(null=True)
         active = pw.BooleanField(default=True)
         inactive_reason = pw.TextField(null=True)
+        si_state = pw.CharField(default="")
         created_at = pw.FloatField()
         updated_at = pw.FloatField()
 
@@ -68,6 +84,9 @@ def _models(db: pw.Database) -> Any:
         si = pw.TextField(default="{}")
         pending = pw.TextField(default="{}")
         updated_at = pw.FloatField()
+        updates = pw.IntegerField(default=0)
+        held = pw.TextField(default="{}")
+        reported = pw.TextField(default="{}")
 
         class Meta:
             table_name = "snapshot"
@@ -267,6 +286,10 @@ class Store:
         with self.db.atomic():
             self._set(key, value)
 
+    def delete_state(self, key: str) -> None:
+        with self.db.atomic():
+            self.m.State.delete().where(self.m.State.key == key).execute()
+
     # ---- token cache (reconciler.clients.zoho.TokenCache) ------------------------------------------
 
     def load_token(self, key: str) -> CachedToken | None:
@@ -306,6 +329,36 @@ class Store:
     def links(self) -> dict[str, LinkState]:
         return {row.deal_id: self._link(row) for row in self.m.Link.select()}
 
+    def links_where(
+        self,
+        *,
+        deal_ids: Iterable[str] = (),
+        project_ids: Iterable[str] = (),
+        pending_publish: bool = False,
+        active: bool = False,
+    ) -> dict[str, LinkState]:
+        """The links of these deals, of these projects, with a publish still pending, and (``active``)
+        every active link: what one cycle's input can touch, without loading every pair."""
+        Link = self.m.Link
+        found: dict[str, LinkState] = {}
+        for column, values in ((Link.deal_id, deal_ids), (Link.project_id, project_ids)):
+            ids = sorted(set(values))
+            for start in range(0, len(ids), 500):
+                for row in Link.select().where(column.in_(ids[start : start + 500])):
+                    found[row.deal_id] = self._link(row)
+        conditions = []
+        if pending_publish:
+            conditions.append(Link.publish_status == "pending")
+        if active:
+            conditions.append(Link.active == True)  # noqa: E712 (peewee expression, not a comparison)
+        if conditions:
+            for row in Link.select().where(_any_of(conditions)):
+                found[row.deal_id] = self._link(row)
+        return found
+
+    def active_link_count(self) -> int:
+        return int(self.m.Link.select().where(self.m.Link.active == True).count())  # noqa: E712
+
     @staticmethod
     def _link(row: Any) -> LinkState:
         return LinkState(
@@ -316,6 +369,7 @@ class Store:
             publish_error=row.publish_error,
             active=bool(row.active),
             inactive_reason=row.inactive_reason,
+            si_state=row.si_state or "",
         )
 
     def link_count(self) -> int:
@@ -331,6 +385,7 @@ class Store:
             "publish_error": link.publish_error,
             "active": link.active,
             "inactive_reason": link.inactive_reason,
+            "si_state": link.si_state,
             "updated_at": now,
         }
         if existing is None:
@@ -364,9 +419,14 @@ class Store:
             zoho=json.loads(row.zoho),
             si=json.loads(row.si),
             pending=json.loads(row.pending),
+            updates=int(row.updates or 0),
+            held=json.loads(row.held or "{}"),
+            reported=json.loads(row.reported or "{}"),
         )
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a pair's snapshot. Its ``updates`` counter never goes down (it seeds our MessageIds)."""
+        row = self.m.SnapshotRow
         self.m.SnapshotRow.insert(
             deal_id=snapshot.deal_id,
             zoho_hash=snapshot.zoho_hash,
@@ -374,7 +434,29 @@ class Store:
             si=_dumps(dict(snapshot.si)),
             pending=_dumps(dict(snapshot.pending)),
             updated_at=self.clock(),
-        ).on_conflict_replace().execute()
+            updates=snapshot.updates,
+            held=_dumps(dict(snapshot.held)),
+            reported=_dumps(dict(snapshot.reported)),
+        ).on_conflict(
+            conflict_target=[row.deal_id],
+            update={
+                row.zoho_hash: pw.EXCLUDED.zoho_hash,
+                row.zoho: pw.EXCLUDED.zoho,
+                row.si: pw.EXCLUDED.si,
+                row.pending: pw.EXCLUDED.pending,
+                row.updated_at: pw.EXCLUDED.updated_at,
+                row.updates: pw.fn.MAX(row.updates, pw.EXCLUDED.updates),
+                row.held: pw.EXCLUDED.held,
+                row.reported: pw.EXCLUDED.reported,
+            },
+        ).execute()
+
+    def save_held(self, deal_id: str, held: Mapping[str, Any]) -> None:
+        """Keep SI's reports for a pair that is not syncing (the rest of its snapshot is left alone)."""
+        row = self.m.SnapshotRow
+        row.insert(deal_id=deal_id, held=_dumps(dict(held)), updated_at=self.clock()).on_conflict(
+            conflict_target=[row.deal_id], update={row.held: pw.EXCLUDED.held}
+        ).execute()
 
     # ---- intents ----------------------------------------------------------------------------------
 
@@ -488,6 +570,39 @@ class Store:
         ).where(self.m.Intent.key == key).execute()
         return parked
 
+    def record_failure(
+        self,
+        key: str,
+        kind: str,
+        error: str,
+        *,
+        deal_id: str | None,
+        project_id: str | None,
+        input_hash: str,
+        cycle_id: int | None,
+        park: bool,
+    ) -> None:
+        """Count one failed attempt of an item the planner could not use this cycle (a read that failed),
+        pending for the next cycle, or parked (``park``)."""
+        existing = self.m.Intent.get_or_none(self.m.Intent.key == key)
+        attempts = (existing.attempts if existing is not None and existing.status == "pending" else 0) + 1
+        now = self.clock()
+        values = {
+            "kind": kind,
+            "status": "parked" if park else "pending",
+            "deal_id": deal_id,
+            "project_id": project_id,
+            "attempts": attempts,
+            "input_hash": input_hash,
+            "last_error": error,
+            "cycle_id": cycle_id,
+            "updated_at": now,
+        }
+        if existing is None:
+            self.m.Intent.create(key=key, payload="{}", remote="{}", created_at=now, **values)
+        else:
+            self.m.Intent.update(**values).where(self.m.Intent.key == key).execute()
+
     def park(
         self,
         key: str,
@@ -580,6 +695,18 @@ class Store:
             api_calls=_dumps(dict(report.api_calls)),
             message=report.message,
         ).where(self.m.Cycle.id == cycle_id).execute()
+
+    def close_abandoned_cycles(self) -> int:
+        """Record cycles left ``running`` by a process that died as ``interrupted``; returns how many.
+
+        Only the holder of the instance lock may call this: then no other process can be running a cycle.
+        """
+        with self.db.atomic():
+            query = self.m.Cycle.update(
+                outcome="interrupted",
+                message="the process ended before the cycle finished; a rerun resumes",
+            ).where(self.m.Cycle.outcome == "running")
+            return int(query.execute())
 
     def recent_cycles(self, limit: int = 10) -> list[dict[str, Any]]:
         query = self.m.Cycle.select().order_by(self.m.Cycle.id.desc()).limit(limit)

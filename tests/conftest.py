@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import Context, build_context
+from reconciler.cycle import run_cycle
 from reconciler.mapping import Mapping, load_mapping
-from reconciler.service import Context, build_context, run_cycle
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
 
@@ -126,8 +127,7 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., Context]]:
 
 def cycle(ctx: Context, **kwargs: Any) -> Any:
     """Run one cycle and return its report."""
-    report, _ = run_cycle(ctx, **kwargs)
-    return report
+    return run_cycle(ctx, **kwargs).report
 
 
 def run_cli(

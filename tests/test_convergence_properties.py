@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import build_context
+from reconciler.cycle import run_cycle
 from reconciler.mapping import parse_mapping
-from reconciler.service import build_context, run_cycle
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
 from tests.conftest import TWO_WAY_MAPPING
@@ -92,7 +93,7 @@ class Run:
             if self.sims.zoho.deal(deal).get("Send_to_SI"):
                 self.expected_notes.add((deal, co, status))
         self.waiting_states.clear()
-        report, _ = run_cycle(self.ctx)
+        report = run_cycle(self.ctx).report
         return report.exit_code
 
     def step(self, kind: str, index: int | None, value: object) -> None:
@@ -147,10 +148,12 @@ def _converge(run: Run) -> None:
     for _ in range(8):
         queued = run.sims.si.import_pending()
         if run.cycle() == 0 and queued == 0 and not run.sims.si.import_pending():
-            report, plan = run_cycle(run.ctx, dry_run=True)
+            result = run_cycle(run.ctx, dry_run=True)
+            report, plan = result.report, result.plan
             if not plan.has_changes:
                 return
-    report, plan = run_cycle(run.ctx, dry_run=True)
+    result = run_cycle(run.ctx, dry_run=True)
+    report, plan = result.report, result.plan
     raise AssertionError(f"did not converge: {report.summary()} {plan.actions}")
 
 

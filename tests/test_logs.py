@@ -145,3 +145,49 @@ def test_secrets_with_escaped_characters_are_redacted(fmt: str, secret: str) -> 
     for spelling in {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}:
         assert spelling not in out
     assert secret[-5:] not in out  # no tail of it survives in any escaping
+
+
+def test_journal_lines_carry_their_priority_and_no_timestamp(tmp_path) -> None:
+    """With $JOURNAL_STREAM naming our stream: `<3>`/`<4>`/`<6>`/`<7>` prefixes, no second time."""
+    import os
+    import re
+
+    with (tmp_path / "stderr").open("w+") as stream:
+        info = os.fstat(stream.fileno())
+        os.environ["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+        try:
+            logs.configure("text", stream=stream, level="DEBUG")
+            logs.event("cycle.started", mode="full")
+            logs.event("action.applied", "DEBUG", key="k")
+            logs.event("action.parked", "WARNING", key="k")
+            logs.event("cycle.failed", "ERROR", error="down")
+        finally:
+            del os.environ["JOURNAL_STREAM"]
+            logs.configure("text")
+        stream.seek(0)
+        lines = stream.read().splitlines()
+    assert [line[:3] for line in lines] == ["<6>", "<7>", "<4>", "<3>"]
+    assert lines[0] == "<6>INFO    cycle.started mode=full"
+    assert not any(re.search(r"\d{4}-\d\d-\d\d", line) for line in lines)
+
+
+def test_journal_stream_of_another_file_is_ignored(tmp_path) -> None:
+    """An inherited $JOURNAL_STREAM that names a different file (output redirected): plain lines."""
+    stream = io.StringIO()
+    assert logs.journal_stream(stream, {"JOURNAL_STREAM": "8:12345"}) is False
+    with (tmp_path / "other").open("w") as other:
+        assert logs.journal_stream(other, {"JOURNAL_STREAM": "8:12345"}) is False
+
+
+def test_times_are_utc_with_their_offset_in_both_formats() -> None:
+    """One time zone everywhere: UTC, written with its +00:00 offset, in text and JSON."""
+    import re
+
+    for fmt in ("text", "json"):
+        stream = io.StringIO()
+        logs.configure(fmt, stream=stream)
+        try:
+            logs.event("cycle.started")
+        finally:
+            logs.configure("text")
+        assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", stream.getvalue()), fmt

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.clients.zoho import COQL_MAX_FIELDS
 from reconciler.errors import EX_CONFIG, ConfigError
 from reconciler.mapping import COQL_MAX_COLUMNS, Mapping, load_mapping, parse_mapping
+from reconciler.queries import COQL_MAX_FIELDS
 from reconciler.templates import render, render_template, template_problems
 
 BASE = """

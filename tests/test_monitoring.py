@@ -18,7 +18,7 @@ import pytest
 
 from reconciler import logs
 from reconciler.model import CycleReport
-from reconciler.monitoring import Alerter, HealthPinger, MemoryState, write_metrics
+from reconciler.monitoring import Alerter, HealthPinger, MemoryState, health_ping, write_metrics
 
 HC_URL = "https://hc-ping.example/6f1c2b1e-aaaa-bbbb-cccc-0123456789ab"
 HOOK_URL = "https://hooks.chat.example/services/T000/B000/s3cr3tWebhookToken"
@@ -75,23 +75,60 @@ class Clock:
 # -- HealthPinger -----------------------------------------------------------------------------------
 
 
-def test_ping_success_and_failure_urls() -> None:
-    """A successful cycle GETs the URL; a failed one GETs URL/fail (trailing slash handled); short timeout."""
+def test_start_success_and_exit_code_pings() -> None:
+    """/start is a GET; a cycle that ran POSTs its summary to the URL; one that could not, to /<exit code>."""
     rec = Recorder()
     with rec.client() as http:
-        assert HealthPinger(http, HC_URL, timeout=3).ping(True)
-        assert HealthPinger(http, HC_URL + "/").ping(False)
-    assert [(r.method, str(r.url)) for r in rec.requests] == [("GET", HC_URL), ("GET", HC_URL + "/fail")]
+        pinger = HealthPinger(http, HC_URL + "/", timeout=3)
+        assert pinger.start()
+        assert pinger.finished(_report("ok", counts={"create.applied": 2}))
+        assert pinger.finished(_report("failed", exit_code=1, message="could not read: zoho.coql: HTTP 500"))
+        assert pinger.finished(_report("failed", exit_code=78, message="credentials rejected"))
+        assert pinger.exited(75, "another reconciler is running")
+    sent = [(r.method, str(r.url).removeprefix(HC_URL)) for r in rec.requests]
+    assert sent == [("GET", "/start"), ("POST", ""), ("POST", "/1"), ("POST", "/78"), ("POST", "/75")]
+    bodies = [r.content.decode() for r in rec.requests]
+    assert bodies[1] == "incremental cycle ok in 2.5s: create.applied=2"
+    assert "could not read: zoho.coql: HTTP 500" in bodies[2]
+    assert bodies[4] == "another reconciler is running"
     assert rec.requests[0].extensions["timeout"]["read"] == 3
+
+
+def test_parked_data_items_are_a_success_ping_listing_them() -> None:
+    """A deal without an account is the data's problem: success ping, the parked items in its body."""
+    report = _report("parked", exit_code=1, counts={"create.applied": 3, "park.parked": 1})
+    suffix, body = health_ping(report, [("create:deal:9", "deal 9: field Account_Name.name is empty")])
+    assert suffix == ""
+    assert body.splitlines()[1:] == [
+        "1 item(s) parked (data to fix, not an outage; see `reconciler status`):",
+        "• create:deal:9: deal 9: field Account_Name.name is empty",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "suffix"),
+    [
+        ("ok", 0, ""),
+        ("pending", 2, ""),
+        ("parked", 1, ""),
+        ("refused", 1, "/1"),
+        ("failed", 1, "/1"),
+        ("failed", 78, "/78"),
+        ("interrupted", 143, "/log"),
+    ],
+)
+def test_which_ping_each_outcome_sends(outcome: str, code: int, suffix: str) -> None:
+    """Success unless the cycle could not do its job (its exit code); a stop only logs (/log)."""
+    assert health_ping(_report(outcome, exit_code=code))[0] == suffix
 
 
 def test_ping_never_raises_and_keeps_the_url_out_of_the_logs(log_text: Callable[[], str]) -> None:
     """Network errors and non-2xx answers are logged as health.ping_failed, without the (secret) URL."""
     down = Recorder(error=httpx.ConnectError(f"cannot connect to {HC_URL}"))
     with down.client() as http:
-        assert HealthPinger(http, HC_URL).ping(True) is False
+        assert HealthPinger(http, HC_URL).start() is False
     with Recorder(status=503).client() as http:
-        assert HealthPinger(http, HC_URL).ping(False) is False
+        assert HealthPinger(http, HC_URL).finished(_report("failed")) is False
     out = log_text()
     assert out.count('"event": "health.ping_failed"') == 2
     assert "6f1c2b1e" not in out
@@ -101,7 +138,10 @@ def test_ping_without_url_does_nothing() -> None:
     """No RECONCILER_HEALTHCHECK_URL: no request at all."""
     rec = Recorder()
     with rec.client() as http:
-        assert HealthPinger(http, None).ping(True) is False
+        pinger = HealthPinger(http, None)
+        assert pinger.start() is False
+        assert pinger.finished(_report()) is False
+        assert pinger.exited(78, "bad") is False
     assert rec.requests == []
 
 
@@ -126,20 +166,44 @@ def test_parked_items_go_out_in_one_slack_message() -> None:
     assert "note:7:CO-2:Approved: timeout" in text
 
 
+def test_each_parked_item_is_announced_once_while_it_stays_parked() -> None:
+    """Re-parked with a new error (a mapping edit) or reported again next cycle: no second alert."""
+    rec, clock, state = Recorder(), Clock(), MemoryState()
+    with rec.client() as http:
+        alerter = Alerter(http, HOOK_URL, state, clock=clock, min_interval=0)
+        alerter.parked([("create:deal:1", "field Account_Name.name is empty")])
+        alerter.parked([("create:deal:1", "field Account_Name.name is empty")])
+        alerter.parked([("create:deal:1", "field Client is empty (after the mapping edit)")])
+        alerter.parked([("create:deal:1", "same"), ("create:deal:2", "new one")])
+    assert len(rec.requests) == 2
+    assert "create:deal:2: new one" in rec.texts()[1] and "create:deal:1" not in rec.texts()[1]
+
+
+def test_an_item_parked_again_after_it_cleared_is_announced_again() -> None:
+    """Once an item is no longer parked it is forgotten: parking it later is news again."""
+    rec, state = Recorder(), MemoryState()
+    with rec.client() as http:
+        alerter = Alerter(http, HOOK_URL, state, clock=Clock(), min_interval=0)
+        alerter.parked([("create:deal:1", "bad")])
+        alerter.parked([])
+        alerter.parked([("create:deal:1", "bad again")])
+    assert len(rec.requests) == 2 and "bad again" in rec.texts()[1]
+
+
 def test_parked_alerts_are_rate_limited_but_nothing_is_lost() -> None:
-    """Items parked within min_interval of the last alert wait in the state and go out with the next one."""
+    """Items parked within min_interval of the last alert wait and go out with the next allowed one."""
     rec, clock, state = Recorder(), Clock(), MemoryState()
     with rec.client() as http:
         alerter = Alerter(http, HOOK_URL, state, clock=clock, min_interval=3600)
         alerter.parked([("create:deal:1", "bad")])
         clock.now += 60
-        alerter.parked([("create:deal:2", "worse")])
-        alerter.parked([])
+        both = [("create:deal:1", "bad"), ("create:deal:2", "worse")]
+        alerter.parked(both)
         assert len(rec.requests) == 1
         clock.now += 3600
-        alerter.parked([])
+        alerter.parked(both)
         clock.now += 3600
-        alerter.parked([])
+        alerter.parked(both)
     assert len(rec.requests) == 2
     assert "1 item parked" in rec.texts()[0]
     assert "create:deal:2: worse" in rec.texts()[1]
@@ -168,7 +232,7 @@ def test_webhook_down_keeps_the_alert_for_later(log_text: Callable[[], str]) -> 
         Alerter(http, HOOK_URL, state, clock=clock).parked([("create:deal:1", "bad")])
     up = Recorder()
     with up.client() as http:
-        Alerter(http, HOOK_URL, state, clock=clock).parked([])
+        Alerter(http, HOOK_URL, state, clock=clock).parked([("create:deal:1", "bad")])
     assert len(up.requests) == 1 and "create:deal:1" in up.texts()[0]
     out = log_text()
     assert '"event": "alert.failed"' in out

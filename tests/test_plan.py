@@ -26,7 +26,16 @@ from reconciler.model import (
     UpdateDeal,
     UpdateProject,
 )
-from reconciler.plan import QUEUED, World, canon_digest, note_reference, plan, project_guid, zoho_canon
+from reconciler.plan import (
+    QUEUED,
+    World,
+    canon_digest,
+    note_reference,
+    plan,
+    project_guid,
+    update_message_id,
+    zoho_canon,
+)
 from tests.conftest import TWO_WAY_MAPPING
 
 MAPPING = parse_mapping(tomllib.loads(TWO_WAY_MAPPING), source="two-way")
@@ -128,6 +137,7 @@ def test_flagged_unlinked_deal_becomes_a_create_with_our_guid() -> None:
     assert create.body == {
         "Name": "Kitchen remodel",
         "Client": "Acme Homes",
+        "CloseDate": "2026-03-01T00:00:00",  # a zoho_to_si field with a value reaches SI with the project
         "Id": project_guid("D1"),
         "IntegrationProjectId": "D1",
     }
@@ -207,7 +217,7 @@ def test_deal_carrying_a_project_id_is_adopted_not_created_again() -> None:
     (settle,) = p.settles
     assert settle.link == LinkState("D1", "P7", publish_status="imported")
     assert p.unknown == ()
-    assert settle.acks == (Ack("P7", None, 1000),)
+    assert settle.acks == (Ack("P7", None, 1000, "msg-P7-1000"),)
 
 
 # ---- si_to_zoho ------------------------------------------------------------------------------------------
@@ -232,7 +242,7 @@ def test_si_change_updates_the_deal_with_zoho_typed_values() -> None:
     assert of(p, UpdateProject) == []
     (settle,) = p.settles
     assert settle.action_keys == ("update:deal:D1",)
-    assert settle.acks == (Ack("P1", None, 2000),)
+    assert settle.acks == (Ack("P1", None, 2000, "msg-P1-2000"),)
 
 
 def test_whole_number_price_is_sent_as_an_integer() -> None:
@@ -247,7 +257,7 @@ def test_si_value_equal_to_the_deal_writes_nothing() -> None:
     p = plan(linked_world(None, export("P1", 2000, Price="100.00", Progress="Qualification")), MAPPING)
     assert writes_of(p) == []
     (settle,) = p.settles
-    assert settle.acks == (Ack("P1", None, 2000),)
+    assert settle.acks == (Ack("P1", None, 2000, "msg-P1-2000"),)
 
 
 def test_our_own_write_does_not_echo_back() -> None:
@@ -267,7 +277,8 @@ def test_our_own_write_does_not_echo_back() -> None:
 def test_first_si_report_of_zero_or_nothing_is_a_baseline() -> None:
     """A new project's empty price (0 or null) never wipes the deal; a real first value is written."""
     d = linked_deal()
-    snapshot = replace(agreed(d), si={})
+    known = agreed(d).si
+    snapshot = replace(agreed(d), si={k: v for k, v in known.items() if k not in ("Amount", "Labor_Hours")})
     empty = plan(linked_world(d, export("P1", 2000, Price=0, Hours=None), snapshot=snapshot), MAPPING)
     assert writes_of(empty) == []
     (settle,) = empty.settles
@@ -296,7 +307,11 @@ def test_project_fields_come_from_the_newest_base_message() -> None:
     update = only(p, UpdateDeal)
     assert update.record["Amount"] == 300
     (settle,) = p.settles
-    assert set(settle.acks) == {Ack("P1", None, 3000), Ack("P1", "CO-1", 4000)}
+    assert set(settle.acks) == {
+        Ack("P1", None, 1000, "msg-P1-1000"),
+        Ack("P1", None, 3000, "msg-P1-3000"),
+        Ack("P1", "CO-1", 4000, "msg-P1-4000"),
+    }, "every message processed is acknowledged, each by its own id"
 
 
 def test_change_order_fields_come_from_the_newest_change_order_message() -> None:
@@ -373,14 +388,19 @@ def test_zoho_close_date_change_updates_si_with_field_id_6() -> None:
     assert update.fields == ((6, "2026-04-15"),)
     assert of(p, UpdateDeal) == []
     (settle,) = p.settles
-    assert settle.pending == {"Closing_Date": {"value": "2026-04-15", "message_id": None}}
+    assert settle.pending == {
+        "Closing_Date": {"value": "2026-04-15", "message_id": update.message_id, "stale": ["2026-03-01"]}
+    }
+    assert update.message_id == update_message_id("P1", 1, update.input_hash)
+    assert settle.updates == 1
     assert settle.action_keys == ("update:project:P1",)
 
 
-def test_si_change_of_a_zoho_to_si_field_is_ignored() -> None:
-    """SI may not change a Zoho-owned field: no UpdateDeal for CloseDate."""
+def test_si_change_of_a_zoho_to_si_field_is_reverted_in_si() -> None:
+    """SI may not change a Zoho-owned field: no UpdateDeal for CloseDate, and SI gets Zoho's date back."""
     p = plan(linked_world(None, export("P1", 2000, CloseDate="2027-01-01T00:00:00")), MAPPING)
-    assert writes_of(p) == []
+    assert of(p, UpdateDeal) == []
+    assert only(p, UpdateProject).fields == ((6, "2026-03-01"),)
 
 
 def _pending_world(*exports: SiExport) -> World:
@@ -549,7 +569,7 @@ def test_two_states_of_one_change_order_in_one_poll_give_two_notes() -> None:
     )
     assert [n.key for n in of(p, AddNote)] == ["note:P1:CO-1:Pending", "note:P1:CO-1:Approved"]
     (settle,) = p.settles
-    assert settle.acks == (Ack("P1", "CO-1", 2000),)
+    assert [a.message_id for a in settle.acks] == ["msg-P1-1000", "msg-P1-1500", "msg-P1-2000"]
 
 
 def test_no_note_for_a_change_order_state_already_noted() -> None:
@@ -615,14 +635,34 @@ def test_unticked_linked_deal_deactivates_its_link() -> None:
     assert "Send_to_SI" in (settle.link.inactive_reason or "")
 
 
-def test_full_read_missing_a_linked_deal_deactivates_its_link() -> None:
-    """On a full read, a linked deal Zoho no longer returns is marked inactive."""
-    world = World(deals=[], links={"D1": link()}, snapshots={"D1": agreed(linked_deal())}, full=True)
+def test_full_read_missing_a_linked_deal_deactivates_its_link_once_confirmed_gone() -> None:
+    """On a full read, a linked deal Zoho did not return and a direct read confirms gone stops syncing."""
+    world = World(
+        deals=[],
+        links={"D1": link()},
+        snapshots={"D1": agreed(linked_deal())},
+        full=True,
+        gone=frozenset({"D1"}),
+    )
     p = plan(world, MAPPING)
     (settle,) = p.settles
     assert settle.link is not None and settle.link.active is False
-    assert "SI_Project_ID" in (settle.link.inactive_reason or "")
+    assert "deleted" in (settle.link.inactive_reason or "")
     assert p.full
+
+
+def test_full_read_missing_a_linked_deal_without_confirmation_holds_the_pair() -> None:
+    """Absence is not evidence: unconfirmed, the pair is held (no settle, no ack of SI's messages)."""
+    world = World(
+        deals=[],
+        exports=[export("P1", 2000, Price=999)],
+        links={"D1": link()},
+        snapshots={"D1": agreed(linked_deal())},
+        full=True,
+    )
+    p = plan(world, MAPPING)
+    assert p.settles == () and p.actions == () and p.acks() == []
+    assert p.held == ("D1",)
 
 
 def test_incremental_read_missing_a_linked_deal_changes_nothing() -> None:
@@ -639,12 +679,13 @@ def test_full_read_missing_deal_with_si_news_writes_nothing_to_zoho() -> None:
         links={"D1": link()},
         snapshots={"D1": agreed(linked_deal())},
         full=True,
+        gone=frozenset({"D1"}),
     )
     p = plan(world, MAPPING)
     assert writes_of(p) == []
     final_links = [s.link for s in p.settles if s.link is not None]
     assert final_links and final_links[-1].active is False
-    assert p.acks() == [Ack("P1", None, 2000)]
+    assert p.acks() == [Ack("P1", None, 2000, "msg-P1-2000")]
 
 
 def test_exports_of_an_inactive_link_are_acknowledged_without_writes() -> None:
@@ -655,7 +696,7 @@ def test_exports_of_an_inactive_link_are_acknowledged_without_writes() -> None:
     )
     p = plan(world, MAPPING)
     assert p.actions == ()
-    assert p.acks() == [Ack("P1", None, 2000)]
+    assert p.acks() == [Ack("P1", None, 2000, "msg-P1-2000")]
 
 
 def test_reticked_deal_reactivates_its_link() -> None:
@@ -735,7 +776,8 @@ def test_plan_writing_more_than_max_writes_is_refused() -> None:
     assert p.writes() == 6
     assert p.refused is not None
     assert "RECONCILER_MAX_WRITES=5" in p.refused
-    assert "reconciler run-once --force" in p.refused
+    assert "reconciler plan --out plan.json" in p.refused and "reconciler apply plan.json" in p.refused
+    assert "reconciler run-once --expect 6" in p.refused
 
 
 def test_plan_at_max_writes_or_forced_is_not_refused() -> None:
@@ -744,15 +786,16 @@ def test_plan_at_max_writes_or_forced_is_not_refused() -> None:
     assert plan(_many_creates(6), MAPPING, max_writes=5, force=True).refused is None
 
 
-def _ten_links(full: bool) -> World:
+def _ten_links(full: bool, gone: bool = False) -> World:
     links = {f"D{i}": link(f"D{i}", f"P{i}") for i in range(10)}
-    return World(deals=[], links=links, full=full)
+    return World(deals=[], links=links, full=full, gone=frozenset(links) if gone else frozenset())
 
 
 def test_full_read_returning_nothing_with_many_links_is_refused() -> None:
     """Zero deals on a full read while 10 are linked looks like an outage: refused, naming --full --force."""
     p = plan(_ten_links(full=True), MAPPING)
     assert p.refused is not None and "reconciler run-once --full --force" in p.refused
+    assert "returned 0 of the 10 linked deals (10 missing)" in p.refused
 
 
 def test_empty_incremental_read_is_not_refused() -> None:
@@ -761,8 +804,8 @@ def test_empty_incremental_read_is_not_refused() -> None:
 
 
 def test_forced_full_read_returning_nothing_is_not_refused() -> None:
-    """--force accepts an empty full read, deactivating every link."""
-    p = plan(_ten_links(full=True), MAPPING, force=True)
+    """--force accepts an empty full read; the deals direct reads confirmed gone stop syncing."""
+    p = plan(_ten_links(full=True, gone=True), MAPPING, force=True)
     assert p.refused is None
     assert len(p.settles) == 10
     assert all(s.link is not None and not s.link.active for s in p.settles)
@@ -821,7 +864,8 @@ def test_parked_deal_update_does_not_advance_the_snapshot() -> None:
     assert writes_of(second) == []
     snapshot = _settled(second)
     assert snapshot.zoho["Deal_Name"] == "Kitchen remodel"
-    third = plan(linked_world(linked_deal(Amount=101), snapshot=snapshot, intents=intents), MAPPING)
+    news = export("P1", 3000, Price=100)  # the pair is planned again, with nothing new about the name
+    third = plan(linked_world(linked_deal(), news, snapshot=snapshot, intents=intents), MAPPING)
     assert of(third, UpdateProject) == [] and of(third, UpdateDeal) == []
 
 

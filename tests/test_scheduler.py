@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from reconciler import logs
+from reconciler.errors import CredentialsError
 from reconciler.model import CycleReport
-from reconciler.notify import Notifier
 from reconciler.scheduler import run_daemon
+from reconciler.sdnotify import Notifier
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD = 20.0  # seconds; only guards against a hang, never measures speed
@@ -300,7 +301,7 @@ _DAEMON_SCRIPT = textwrap.dedent(
     import sys, threading, time
     from reconciler import logs
     from reconciler.model import CycleReport
-    from reconciler.notify import Notifier
+    from reconciler.sdnotify import Notifier
     from reconciler.scheduler import run_daemon
 
     logs.configure("json", stream=sys.stderr)
@@ -377,3 +378,38 @@ def test_abstract_notify_socket_from_env() -> None:
         assert "STOPPING=1" in messages
     finally:
         box.sock.close()
+
+
+def test_rejected_credentials_three_cycles_in_a_row_stop_the_daemon_with_78(
+    log_lines: Callable[[], list[dict[str, object]]],
+) -> None:
+    """A revoked token cannot heal by restarting: after 3 rejected cycles, one ERROR line, no traceback,
+    and exit 78 (the unit's RestartPreventExitStatus); a success in between resets the count."""
+    outcomes = iter(["rejected", "rejected", "ok", "rejected", "rejected", "rejected", "ok"])
+    reports: list[CycleReport] = []
+
+    def cycle() -> CycleReport:
+        if next(outcomes) == "rejected":
+            raise CredentialsError("Zoho rejected the refresh token (invalid_code): run `reconciler auth`")
+        return _report()
+
+    code = run_daemon(
+        cycle,
+        interval=0.05,
+        stop=threading.Event(),
+        notifier=Notifier(None),
+        on_report=reports.append,
+        install_signals=False,
+        jitter=0,
+    )
+    assert code == 78
+    assert [r.exit_code for r in reports] == [78, 78, 0, 78, 78, 78]
+    assert reports[-1].message == (
+        "credentials rejected: Zoho rejected the refresh token (invalid_code): run `reconciler auth`"
+    )
+    lines = log_lines()
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert [line["event"] for line in errors] == ["daemon.credentials_rejected"]
+    assert errors[0]["cycles"] == 3
+    assert not any("traceback" in line or "Traceback" in str(line) for line in lines)
+    assert [line["event"] for line in lines].count("cycle.credentials_rejected") == 4

@@ -275,27 +275,28 @@ def test_reopening_keeps_data(tmp_path: Path) -> None:
 
 
 def test_migration_step_runs_once_on_an_older_file(tmp_path: Path) -> None:
-    """A v1 file opened by a v2 program runs step 2 (adding a column) once, then records version 2."""
+    """A file at the current version opened by a program one version newer runs that step once."""
     path = tmp_path / "r.db"
     old = Store.open(path)
     old.upsert_link(LinkState("D1", "P1"))
     old.close()
     calls: list[int] = []
+    target = SCHEMA_VERSION + 1
 
     def add_link_note(migrator: SqliteMigrator, models: Any) -> None:
-        calls.append(2)
+        calls.append(target)
         migrate(migrator.add_column("link", "note", pw.TextField(null=True)))
 
     for _ in range(2):
-        s = Store.open(path, migrations={2: add_link_note}, schema_version=2)
+        s = Store.open(path, migrations={target: add_link_note}, schema_version=target)
         try:
-            assert s.schema_version == 2
+            assert s.schema_version == target
             columns = [row[1] for row in s.db.execute_sql("PRAGMA table_info(link)").fetchall()]
             assert "note" in columns
             assert s.links()["D1"].project_id == "P1"
         finally:
             s.close()
-    assert calls == [2]
+    assert calls == [target]
 
 
 def test_new_file_starts_at_the_target_version_without_migrating(tmp_path: Path) -> None:

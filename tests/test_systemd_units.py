@@ -21,6 +21,7 @@ SHARED = [
     "Group",
     "StateDirectory",
     "WorkingDirectory",
+    "Environment",
     "EnvironmentFile",
     "LoadCredential",
     "UMask",
@@ -88,7 +89,8 @@ def test_daemon_unit_has_the_contract_keys() -> None:
     assert one(unit, "Service", "Group") == "reconciler"
     assert "DynamicUser" not in service
     assert one(unit, "Service", "StateDirectory") == "reconciler"
-    assert one(unit, "Service", "WorkingDirectory") == "/opt/reconciler"
+    assert one(unit, "Service", "WorkingDirectory") == "/var/lib/reconciler"
+    assert one(unit, "Service", "Environment") == "RECONCILER_MAPPING=/etc/reconciler/mapping.toml"
     assert one(unit, "Service", "EnvironmentFile") == "-/etc/reconciler/reconciler.env"
     assert one(unit, "Service", "ProtectSystem") == "strict"
     assert one(unit, "Service", "CapabilityBoundingSet") == ""
@@ -125,11 +127,12 @@ def test_secrets_come_only_from_credentials() -> None:
 
 
 def test_oneshot_unit_runs_once_with_the_daemons_identity_and_hardening() -> None:
-    """run-once: Type=oneshot, no special success codes, and the same user, state, secrets and sandbox."""
+    """run-once: Type=oneshot, 143 (stopped) is success, and the daemon's user, state, secrets, sandbox."""
     daemon, once = load(DAEMON), load(ONCE)
     assert one(once, "Service", "Type") == "oneshot"
     assert one(once, "Service", "ExecStart") == "/opt/reconciler/venv/bin/reconciler run-once"
-    assert "SuccessExitStatus" not in once["Service"]
+    # Only a deliberate stop (SIGTERM -> 143, cycle recorded as interrupted) counts as success.
+    assert one(once, "Service", "SuccessExitStatus") == "143"
     assert "DynamicUser" not in once["Service"]
     assert "Install" not in once  # started by the timer, never enabled on its own
     for key in SHARED:

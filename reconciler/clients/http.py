@@ -17,9 +17,11 @@ Time is bounded three ways, so no server can hold a call (or a stopping daemon) 
 * an optional cycle deadline (:meth:`HttpClient.cycle_deadline`): once it passes, a new call fails at
   once with :class:`CycleBudgetSpent`, so the cycle can stop starting actions and report that it overran.
 
-A stop request (SIGTERM sets the ``stop`` event) ends a retry wait at once and a response being read at
-its next chunk, raising :class:`~reconciler.errors.StopRequested`; a silent server is bounded by the
-read timeout (at most ``READ_TIMEOUT_CAP`` seconds, well inside systemd's ``TimeoutStopSec=90``).
+A stop request (SIGTERM sets the ``stop`` event) ends a retry wait at once. The call in flight is let
+finish (the contract: a stop finishes the call in flight), but not indefinitely: an answer still being
+read ``stop_grace`` seconds after the stop is cut off at its next chunk with
+:class:`~reconciler.errors.StopRequested`, and a silent server is bounded by the read timeout (at most
+``READ_TIMEOUT_CAP`` seconds): both well inside systemd's ``TimeoutStopSec=90``.
 
 Tests build the policy with :meth:`RetryPolicy.no_waits` and may pass their own ``sleep`` to record
 the waits that would have been taken.
@@ -64,7 +66,8 @@ class RetryPolicy:
     """How hard to try: ``attempts`` in all, waits from ``initial_wait`` doubling up to ``max_wait``.
 
     ``max_retry_after`` caps one wait a server asks for; ``call_budget`` bounds one call with all its
-    retries and waits; ``request_deadline`` bounds one HTTP exchange from sending to the last byte.
+    retries and waits; ``request_deadline`` bounds one HTTP exchange from sending to the last byte;
+    ``stop_grace`` is how long an exchange in flight may go on after a stop request.
     """
 
     attempts: int = 5
@@ -74,6 +77,7 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     call_budget: float = 120.0
     request_deadline: float = 60.0
+    stop_grace: float = 20.0
 
     @classmethod
     def no_waits(cls, attempts: int = 3) -> RetryPolicy:
@@ -97,21 +101,32 @@ class _Deadlines(threading.local):
 
 
 class _DeadlineStream(httpx.SyncByteStream):
-    """A response body that gives up once its deadline passes or a stop is requested (between chunks)."""
+    """A response body that gives up (between chunks) once its deadline passes, or ``grace`` seconds
+    after a stop was requested."""
 
     def __init__(
-        self, inner: Any, deadline: float, stop: threading.Event | None, clock: Callable[[], float]
+        self,
+        inner: Any,
+        deadline: float,
+        stop: threading.Event | None,
+        grace: float,
+        clock: Callable[[], float],
     ) -> None:
         self._inner = inner
         self._deadline = deadline
         self._stop = stop
+        self._grace = grace
         self._clock = clock
+        self._stop_seen: float | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._inner:
+            now = self._clock()
             if self._stop is not None and self._stop.is_set():
-                raise StopRequested("stop requested while reading an answer")
-            if self._clock() >= self._deadline:
+                self._stop_seen = now if self._stop_seen is None else self._stop_seen
+                if now - self._stop_seen >= self._grace:
+                    raise StopRequested("stop requested; the answer in flight was still coming")
+            if now >= self._deadline:
                 raise DeadlineExceeded("the answer took longer than the request deadline")
             yield chunk
 
@@ -267,7 +282,9 @@ class HttpClient:
     def _bound_body(self, response: httpx.Response) -> None:
         deadline = self._local.exchange
         if deadline is not None:
-            response.stream = _DeadlineStream(response.stream, deadline, self._local.stop, self._clock)
+            response.stream = _DeadlineStream(
+                response.stream, deadline, self._local.stop, self.policy.stop_grace, self._clock
+            )
 
     def _interruptible_sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):

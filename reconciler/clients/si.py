@@ -4,7 +4,7 @@ Writes are queued: :meth:`SiClient.publish_project` and :meth:`SiClient.update_p
 whose fate (1 pending, 2 imported, 3 failed) is read with :meth:`SiClient.iter_message_statuses`. Reads come
 from SI's *exports*: :meth:`SiClient.iter_exports` lists unacknowledged export messages (``ProjectInfo``,
 several per project, change orders carry a ``CONumber``), the detail GETs return a full ``Project``, and
-:meth:`SiClient.mark_imported` acknowledges what was processed.
+:meth:`SiClient.mark_imported` / :meth:`SiClient.mark_imported_by_message` acknowledge what was processed.
 
 Requests are sent in PascalCase; every answer is returned *folded* (all keys lower-case, see
 :func:`reconciler.model.fold`), because SI answers in PascalCase while its published spec says camelCase.
@@ -23,7 +23,7 @@ import httpx
 
 from reconciler.clients.http import HttpClient, json_body, raise_for_status
 from reconciler.errors import CredentialsError, ProtocolError
-from reconciler.logs import redactor
+from reconciler.logs import event, redactor
 from reconciler.model import fold
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "TYPE_PROJECT",
     "TYPE_UPDATE_PROJECT",
     "MessageStatus",
+    "Page",
     "PublishResult",
     "SiClient",
     "co_number",
@@ -70,6 +71,27 @@ def co_number(value: object) -> str | None:
 
 
 _normalise_co = co_number  # the methods below take a parameter called ``co_number``
+
+
+def _indexed(name: str, values: Sequence[int]) -> Params:
+    """An array query parameter in the indexed form SI documents: ``name[0]=a&name[1]=b``."""
+    return [(f"{name}[{index}]", value) for index, value in enumerate(values)]
+
+
+def _export_filters(imported: bool, archived: bool, deleted: bool) -> Params:
+    return [
+        ("includeImported", "true" if imported else "false"),
+        ("includeArchived", "true" if archived else "false"),
+        ("includeDeleted", "true" if deleted else "false"),
+    ]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of an SI list as sent: the (folded) entries and ``TotalCount`` when it is a number."""
+
+    items: list[dict[str, Any]]
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -176,34 +198,42 @@ class SiClient:
             raise ProtocolError(endpoint, "the answer is not a JSON object")
         return data
 
+    def _page(self, endpoint: str, path: str, params: Params, list_key: str, number: int, size: int) -> Page:
+        """One page of a paged list, as SI sent it (nothing filtered)."""
+        query: Params = [*params, ("pageNumber", number), ("pageSize", size)]
+        data = self._object(endpoint, "GET", path, params=query)
+        items = data.get(list_key)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise ProtocolError(endpoint, f"{list_key!r} is not a list")
+        if not all(isinstance(item, dict) for item in items):
+            raise ProtocolError(endpoint, f"an entry of {list_key!r} is not a JSON object")
+        total = data.get("totalcount")
+        usable = isinstance(total, int | str) and not isinstance(total, bool) and str(total).isdigit()
+        return Page(items, int(str(total)) if usable else None)
+
     def _pages(
         self, endpoint: str, path: str, params: Params, list_key: str, page_size: int
     ) -> Iterator[dict[str, Any]]:
         """Every item of a paged list; stops when ``TotalCount`` items came or a page is empty."""
         collected = 0
-        page = 1
+        number = 1
         while True:
-            query: Params = [*params, ("pageNumber", page), ("pageSize", page_size)]
-            data = self._object(endpoint, "GET", path, params=query)
-            items = data.get(list_key)
-            if items is None:
-                items = []
-            if not isinstance(items, list):
-                raise ProtocolError(endpoint, f"{list_key!r} is not a list")
-            total = data.get("totalcount")
-            for item in items:
-                if not isinstance(item, dict):
-                    raise ProtocolError(endpoint, f"an entry of {list_key!r} is not a JSON object")
-                yield item
-            collected += len(items)
-            if not items:
+            page = self._page(endpoint, path, params, list_key, number, page_size)
+            yield from page.items
+            collected += len(page.items)
+            if page.total is not None and collected >= page.total:
                 return
-            if isinstance(total, int | str) and not isinstance(total, bool) and str(total).isdigit():
-                if collected >= int(total):
-                    return
-            elif len(items) < page_size:  # no usable TotalCount: a short page is the last one
-                return
-            page += 1
+            if not page.items or len(page.items) < page_size:
+                if page.total is not None:
+                    # Ended early: never take a listing that stopped short of its TotalCount as complete.
+                    raise ProtocolError(
+                        endpoint,
+                        f"the listing ended after {collected} of the {page.total} entries it announced",
+                    )
+                return  # no usable TotalCount: a short or empty page is the last one
+            number += 1
 
     # -- publish -------------------------------------------------------------------------------------
 
@@ -243,24 +273,74 @@ class SiClient:
         type_ids: Sequence[int] = (TYPE_PROJECT, TYPE_UPDATE_PROJECT),
         page_size: int = 200,
     ) -> Iterator[MessageStatus]:
-        """Every message with one of ``status_ids`` and ``type_ids``, all pages."""
+        """Every message with one of ``status_ids`` and ``type_ids``, all pages.
+
+        The filters go out in the indexed form SI's help page documents
+        (``messageStatusIds[0]=1&messageTypeIds[0]=11&messageTypeIds[1]=12``), and are never trusted: a
+        returned message whose ``StatusId`` or ``TypeId`` is not one asked for is skipped (and logged), so a
+        filter SI ignored cannot make a pending publish look settled, or a settled one pending.
+        """
         endpoint = "si.message_statuses"
-        params: Params = [("messageStatusIds", s) for s in status_ids]
-        params += [("messageTypeIds", t) for t in type_ids]
+        params = _indexed("messageStatusIds", status_ids) + _indexed("messageTypeIds", type_ids)
+        wanted_status, wanted_type = set(status_ids), set(type_ids)
         for item in self._pages(
             endpoint, "/Message/PublishedMessagesStatus", params, "messagestatuses", page_size
         ):
-            yield _message_status(item, endpoint)
+            status = _message_status(item, endpoint)
+            if status.status_id in wanted_status and status.type_id in wanted_type:
+                yield status
+            else:
+                event(
+                    "si.filter_ignored",
+                    "WARNING",
+                    endpoint=endpoint,
+                    message_id=status.id,
+                    status_id=status.status_id,
+                    type_id=status.type_id,
+                )
+
+    def message_statuses_page(
+        self,
+        status_ids: Sequence[int] = (MESSAGE_PENDING,),
+        type_ids: Sequence[int] = (TYPE_PROJECT, TYPE_UPDATE_PROJECT),
+        page_size: int = 200,
+    ) -> tuple[list[MessageStatus], int | None]:
+        """The first page of :meth:`iter_message_statuses`, unfiltered, and ``TotalCount`` (for ``check``)."""
+        endpoint = "si.message_statuses"
+        params = _indexed("messageStatusIds", status_ids) + _indexed("messageTypeIds", type_ids)
+        page = self._page(
+            endpoint, "/Message/PublishedMessagesStatus", params, "messagestatuses", 1, page_size
+        )
+        return [_message_status(item, endpoint) for item in page.items], page.total
 
     # -- subscribe -----------------------------------------------------------------------------------
 
-    def iter_exports(self, page_size: int = 200) -> Iterator[dict[str, Any]]:
-        """Unacknowledged export messages (folded ``ProjectInfo`` dicts), oldest first, all pages.
+    def iter_exports(
+        self,
+        page_size: int = 200,
+        *,
+        include_imported: bool = False,
+        include_archived: bool = False,
+        include_deleted: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Export messages (folded ``ProjectInfo`` dicts), oldest first, all pages.
 
+        By default only unacknowledged messages of projects neither archived nor deleted (SI's defaults);
+        an entry flagged ``Archived``/``Deleted`` that was not asked for is skipped, whatever SI sent.
         Acknowledge only after the iteration is done: marking messages while paging shifts the pages.
         """
-        params: Params = [("includeImported", "false")]
-        yield from self._pages("si.subscribe.list", "/Subscribe/Projects", params, "projects", page_size)
+        params = _export_filters(include_imported, include_archived, include_deleted)
+        for item in self._pages("si.subscribe.list", "/Subscribe/Projects", params, "projects", page_size):
+            if (item.get("archived") is True and not include_archived) or (
+                item.get("deleted") is True and not include_deleted
+            ):
+                continue
+            yield item
+
+    def exports_page(self, page_size: int = 200) -> Page:
+        """The first page of :meth:`iter_exports`, unfiltered, with ``TotalCount`` (for ``check``)."""
+        params = _export_filters(False, False, False)
+        return self._page("si.subscribe.list", "/Subscribe/Projects", params, "projects", 1, page_size)
 
     def get_project(self, project_id: str, co_number: str | None = None) -> dict[str, Any]:
         """The full current ``Project`` (folded); with ``co_number`` that change order's view of it."""
@@ -277,6 +357,15 @@ class SiClient:
             "/Subscribe/Projects/GetProjectByMessageId",
             params=[("messageId", message_id)],
         )
+
+    def mark_imported_by_message(self, message_id: str, published_ms: int) -> None:
+        """Acknowledge exactly one export message (``MarkAsImportedByMessageId``).
+
+        ``publishedOnUnixTimeMs`` is SI's optimistic guard ("will make sure no one has updated this project
+        since you last read it"): pass the message's own ``PublishedOnUnixTimeMs``.
+        """
+        params: Params = [("messageId", message_id), ("publishedOnUnixTimeMs", published_ms)]
+        self._send("si.mark_imported", "PUT", "/Subscribe/Projects/MarkAsImportedByMessageId", params=params)
 
     def mark_imported(self, project_id: str, co_number: str | None, published_ms: int) -> None:
         """Acknowledge that project's (or change order's) export messages up to ``published_ms``."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ from reconciler.clients.http import HttpClient, RetryPolicy
 from reconciler.clients.zoho import (
     DATA_CENTRES,
     DEFAULT_SCOPE,
+    DataCentre,
     MemoryTokenCache,
     NoteDraft,
     ZohoAuth,
@@ -29,6 +30,7 @@ from reconciler.errors import (
     TransientApiError,
 )
 from reconciler.logs import redactor
+from reconciler.settings import Settings
 from reconciler.sim.server import SimServer
 from reconciler.sim.zoho import ZohoSim
 
@@ -109,10 +111,23 @@ def _queries(sim: ZohoSim) -> list[str]:
 
 
 def test_data_centres_cover_every_dc_with_zohocloud_for_canada() -> None:
-    """Every documented DC maps to its API and accounts origins; Canada's accounts host is zohocloud.ca."""
-    assert set(DATA_CENTRES) == {"com", "eu", "in", "com.au", "jp", "ca", "sa", "com.cn"}
+    """Every DC in Zoho's tables (UK included) maps to its API and accounts origins; Canada's accounts
+    host is zohocloud.ca; ZOHO_DC accepts exactly the table's keys."""
+    assert set(DATA_CENTRES) == {"com", "eu", "in", "com.au", "jp", "ca", "sa", "uk", "com.cn"}
     assert DATA_CENTRES["ca"] == ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca")
     assert DATA_CENTRES["eu"] == ("https://www.zohoapis.eu", "https://accounts.zoho.eu")
+    assert DATA_CENTRES["uk"] == ("https://www.zohoapis.uk", "https://accounts.zoho.uk")
+    assert list(get_args(DataCentre)) == list(DATA_CENTRES)
+
+
+def test_zoho_dc_uk_points_the_token_request_at_accounts_zoho_uk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ZOHO_DC=uk`` is accepted and sends the token request to accounts.zoho.uk, the API to zohoapis.uk."""
+    monkeypatch.setenv("ZOHO_DC", "uk")
+    settings = Settings(_env_file=None)
+    assert (settings.accounts_url, settings.zoho_default_api_url) == (
+        "https://accounts.zoho.uk",
+        "https://www.zohoapis.uk",
+    )
 
 
 def test_refresh_token_grant_is_posted_as_form_and_token_sent_as_zoho_oauthtoken(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,17 @@ def linked_three(sims: SimPair, run: Any, **extra: Any) -> tuple[list[str], list
 def zoho_puts(sims: SimPair) -> list[Any]:
     """The bodies of every ``PUT /crm/v8/Deals`` Zoho received, in order."""
     return [body for method, path, body in sims.zoho.requests if method == "PUT" and path == "/crm/v8/Deals"]
+
+
+def wait_dead(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` is a zombie (or gone): SIGKILL is asynchronous, and an answer must find it dead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not die")

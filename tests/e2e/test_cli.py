@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from reconciler.store import SCHEMA_VERSION
 from tests.conftest import TWO_WAY_MAPPING, run_cli
 from tests.e2e.helpers import flag_three, linked_three, project_for, write_counts
 
@@ -54,7 +55,7 @@ def test_plan_lists_the_creates_exits_2_and_writes_nothing(served_sims, env, tmp
     assert "3 record(s) to write" in result.stdout
     assert set(write_counts(served_sims).values()) == {0}
     assert {k: v for k, v in _store_rows(tmp_path / "reconciler.db").items() if v} == {
-        "state": ["('schema_version', '1')"]
+        "state": [f"('schema_version', '{SCHEMA_VERSION}')"]
     }
     with sqlite3.connect(tmp_path / "reconciler.db") as con:
         assert con.execute("select count(*) from token").fetchone() == (1,)
@@ -190,12 +191,13 @@ def test_a_plan_over_max_writes_is_refused_until_forced(served_sims, env, tmp_pa
     refused = run_cli(["run-once"], guarded, tmp_path)
 
     assert refused.returncode == 1
-    assert "reconciler run-once --force" in refused.stdout + refused.stderr
+    assert "reconciler run-once --expect 3" in refused.stdout + refused.stderr
+    assert "reconciler plan --out plan.json" in refused.stdout + refused.stderr
     assert "RECONCILER_MAX_WRITES=2" in refused.stdout + refused.stderr
     assert set(write_counts(sims).values()) == {0}
     assert not any(sims.zoho.deal(d).get("SI_Project_ID") for d in deals)
     planned = run_cli(["plan"], guarded, tmp_path)
-    assert planned.returncode == 2 and "reconciler run-once --force" in planned.stdout
+    assert planned.returncode == 2 and "reconciler run-once --expect 3" in planned.stdout
 
     forced = run_cli(["run-once", "--force"], guarded, tmp_path)
 
@@ -236,7 +238,8 @@ def test_retry_re_queues_a_parked_item_and_the_next_run_applies_it(served_sims, 
     assert applied.returncode == 0, applied.stderr
     assert sims.zoho.deal(deals[0])["Amount"] == 7777
     assert key not in run_cli(["status"], env, tmp_path, check=True).stdout
-    assert "Nothing re-queued" in run_cli(["retry", key], env, tmp_path, check=True).stdout
+    again = run_cli(["retry", key], env, tmp_path)
+    assert again.returncode == 1 and "no parked item has the key" in again.stderr
 
 
 def test_history_shows_a_deals_field_changes_old_to_new(served_sims, env, tmp_path):

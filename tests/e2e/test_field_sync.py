@@ -263,7 +263,7 @@ def test_a_deal_dropped_from_the_incremental_read_is_caught_by_full(served_sims,
     document = json.loads(run_cli(["status", "--json"], env, tmp_path, check=True).stdout)
     (stopped,) = document["stopped"]
     assert (stopped["deal_id"], stopped["project_id"]) == (deals[2], projects[2])
-    assert "no longer flagged or linked" in stopped["reason"]
+    assert "unticked" in stopped["reason"]  # a direct read of the missing deal said why
     assert projects[2] in sims.si.projects and sims.si.count("POST", "/Publish") == 3
     assert sims.zoho.deal(deals[2]).get("SI_Project_ID") is None  # not written back either
 

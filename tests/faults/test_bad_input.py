@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import logs
+from reconciler import keys, logs
+from reconciler.context import Context
 from reconciler.plan import project_guid
-from reconciler.service import Context
 from reconciler.sim.harness import IN_PROCESS_SI, SimPair
 from tests.conftest import ROOT, TWO_WAY_MAPPING, cycle, run_cli
 from tests.faults.table import ROWS, RUNNABLE, Row, modes, pattern, render_readme, run, sandbox
@@ -280,8 +280,9 @@ def test_a_bad_si_value_parks_the_project_and_the_other_project_syncs(
     assert cycle(ctx).exit_code == 0
 
 
-def test_an_export_without_published_time_is_skipped_with_a_warning(sims, make_ctx, log_events) -> None:
-    """A list entry lacking PublishedOnUnixTimeMs is skipped (never acknowledged) naming project and field."""
+def test_an_export_without_published_time_is_held_and_reported(sims, make_ctx, log_events) -> None:
+    """A list entry lacking PublishedOnUnixTimeMs is never acknowledged nor used, and never skipped silently:
+    the cycle exits 1 naming message, project and field, the item waits for a retry (parked after 5)."""
     ctx = make_ctx(sims)
     records = two_deals(sims, ctx, linked=True)
     bad, ok = records.projects
@@ -292,7 +293,10 @@ def test_an_export_without_published_time_is_skipped_with_a_warning(sims, make_c
     del broken["PublishedOnUnixTimeMs"]
     sims.si.inject("GET", "/Subscribe/Projects", status=200, body=answer)
     report = cycle(ctx)
-    assert report.exit_code == 0, report.summary()
+    assert report.exit_code == 1, report.summary()
+    assert "PublishedOnUnixTimeMs is None" in report.message and bad in report.message
+    waiting = [i for i in ctx.store.open_intents().values() if i.key.startswith("read:message:")]
+    assert [(i.status, i.attempts) for i in waiting] == [("pending", 1)]
     assert sims.zoho.deal(records.deals[1])["Amount"] == 777
     assert sims.zoho.deal(records.deals[0])["Amount"] == 100
     warnings = log_events("si.bad_export")
@@ -340,20 +344,28 @@ def test_a_malformed_export_list_fails_the_cycle_cleanly_and_the_next_proceeds(s
 
 
 def test_one_projects_malformed_details_do_not_hold_up_the_others(sims, make_ctx, log_events) -> None:
-    """A project whose detail GET is always broken JSON is skipped with a warning; the other one syncs."""
+    """A project whose detail GET is always broken JSON is retried, then parked (visible, exit 1, never
+    acknowledged); the other project syncs in every one of those cycles."""
     ctx = make_ctx(sims)  # the default mapping syncs Hours, which only the detail GET carries
     records = two_deals(sims, ctx, linked=True)
     bad, ok = records.projects
     sims.si.edit_project(bad, Hours=3)
     sims.si.edit_project(ok, Hours=4, Price=777)
     sims.si.inject("GET", f"/Subscribe/Projects/{bad}", kind="malformed", times=-1)
-    for _ in range(2):
+    outcomes = []
+    for _ in range(keys.MAX_ATTEMPTS):
         report = cycle(ctx)
-        assert report.exit_code == 0, report.summary()
-    assert sims.zoho.deal(records.deals[1])["Labor_Hours"] == 4
+        assert report.exit_code == 1, report.summary()
+        outcomes.append(report.outcome)
+        assert sims.zoho.deal(records.deals[1])["Labor_Hours"] == 4
+    assert outcomes == ["failed"] * (keys.MAX_ATTEMPTS - 1) + ["parked"]
     assert "Labor_Hours" not in sims.zoho.deal(records.deals[0])
+    (parked,) = ctx.store.parked()
+    assert parked.key == f"read:project:{bad}"
+    assert "malformed JSON" in (parked.last_error or "")
+    quiet = cycle(ctx)  # parked: it no longer fails every cycle, and the rest stays in sync
+    assert quiet.exit_code == 0, quiet.summary()
     warnings = log_events("si.bad_detail")
-    assert len(warnings) == 2
     assert {(w["project_id"], w["error"]) for w in warnings} == {
         (bad, "si.subscribe.get: HTTP 200: malformed JSON in the answer")
     }

@@ -120,18 +120,22 @@ def test_retry_after_is_capped_per_attempt_and_the_waits_fit_the_budget(raw: htt
     assert sum(fake.waits) <= RetryPolicy().call_budget
 
 
-def test_a_stop_request_interrupts_a_call_reading_a_dripping_answer(
+def test_a_stop_request_lets_the_call_in_flight_finish_but_cuts_off_a_dripping_one(
     slow: SlowServer, raw: httpx.Client
 ) -> None:
-    """SIGTERM sets the stop event: the call in flight ends at its next chunk, not when the body ends."""
+    """SIGTERM sets the stop event: a call in flight finishes; one still dripping `stop_grace` after the
+    stop ends at its next chunk, not when its body would end (in hours)."""
     stop = threading.Event()
-    patient = RetryPolicy(call_budget=3600, request_deadline=3600)
+    patient = RetryPolicy(call_budget=3600, request_deadline=3600, stop_grace=0.5)
     http = HttpClient(raw, policy=patient, stop=stop)
+    stop.set()
+    assert http.request("test.ok", "GET", f"{slow.url}/ok").status_code == 200  # in flight: finishes
+    stop.clear()
     threading.Timer(0.3, stop.set).start()
     started = time.monotonic()
     with pytest.raises(StopRequested):
         http.request("test.drip", "GET", f"{slow.url}/drip")
-    assert elapsed(started) < SLACK  # well inside systemd's TimeoutStopSec=90
+    assert elapsed(started) < 0.3 + patient.stop_grace + SLACK  # well inside TimeoutStopSec=90
 
 
 def test_a_spent_cycle_budget_starts_no_call_and_bounds_the_call_in_flight(

@@ -27,10 +27,10 @@ from reconciler import logs
 from reconciler.clients.http import HttpClient, RetryPolicy
 from reconciler.clients.si import SiClient
 from reconciler.clients.zoho import ZohoAuth, ZohoClient
+from reconciler.context import Context
 from reconciler.mapping import load_mapping
 from reconciler.model import CycleReport
 from reconciler.plan import project_guid
-from reconciler.service import Context
 from reconciler.sim.harness import SimPair
 from reconciler.sim.zoho import ACCESS_DENIED
 from reconciler.store import Store

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.clients.http import RetryPolicy
+from reconciler.context import build_context
 from reconciler.errors import ConfigError
 from reconciler.mapping import parse_mapping
 from reconciler.plan import project_guid
-from reconciler.service import build_context, run_cycle
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
-from tests.conftest import run_cli
+from tests.conftest import cycle, run_cli
 
 HEAD = """
 [zoho]
@@ -129,14 +129,14 @@ def test_a_mapping_check_accepts_never_makes_a_cycle_raise(
     settings_ = sims.settings(folder / "reconciler.db")
     ctx = build_context(settings_, mapping, store, transport=sims.transport(), policy=RetryPolicy.no_waits())
     try:
-        run_cycle(ctx)
+        cycle(ctx)
         sims.si.import_pending()
         project = project_guid(deal)
         sims.si.add_change_order(project, 1, "Extra")
         sims.si.change_orders[project]["1"].update(COName=name, Price=price)
         sims.si.export(project, 1)
         for _ in range(2):
-            report, _ = run_cycle(ctx)
+            report = cycle(ctx)
             assert report.outcome in ("ok", "parked"), report.summary()
         assert len(sims.zoho.notes_for(deal)) == 1
     finally:
@@ -175,11 +175,11 @@ def test_sixty_mapped_fields_pass_check_and_run(tmp_path: Path) -> None:
         policy=RetryPolicy.no_waits(),
     )
     try:
-        assert run_cycle(ctx)[0].exit_code == 0
+        assert cycle(ctx).exit_code == 0
         sims.si.import_pending()
-        assert run_cycle(ctx)[0].exit_code == 0
+        assert cycle(ctx).exit_code == 0
         sims.si.edit_project(project_guid(deal), CustomField60="sixty")
-        assert run_cycle(ctx)[0].exit_code == 0
+        assert cycle(ctx).exit_code == 0
         assert sims.zoho.deal(deal)["Custom_59"] == "sixty"
     finally:
         ctx.close()

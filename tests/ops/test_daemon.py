@@ -57,8 +57,12 @@ class Daemon:
         return self.stderr_path.read_text()
 
     def cycles(self) -> list[dict[str, Any]]:
-        """Finished cycles, oldest first, as ``reconciler status --json`` shows them."""
-        result = run_cli(["status", "--json"], self.env, self.cwd, check=True)
+        """Finished cycles, oldest first, as ``reconciler status --json`` shows them (none before the
+        daemon created its database)."""
+        result = run_cli(["status", "--json"], self.env, self.cwd)
+        if result.returncode == 78 and "no database at" in result.stderr:
+            return []
+        assert result.returncode == 0, result.stderr
         cycles = json.loads(result.stdout)["cycles"] if result.stdout.startswith("{") else []
         return [c for c in reversed(cycles) if c["ended_at"] is not None]
 
@@ -87,7 +91,9 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def start(sims: SimPair, **extra: str) -> Daemon:
-        env = sims.environment(tmp_path / "reconciler.db", DEFAULT_MAPPING, RECONCILER_INTERVAL="2", **extra)
+        env = sims.environment(
+            tmp_path / "reconciler.db", DEFAULT_MAPPING, **{"RECONCILER_INTERVAL": "2", **extra}
+        )
         daemon = Daemon(env, tmp_path)
         started.append(daemon)
         return daemon
@@ -174,18 +180,23 @@ def test_the_daemon_tells_systemd_ready_status_watchdog_and_stopping(
     assert "create.applied=3" in status
 
 
-def test_a_second_instance_exits_75_naming_the_lock_file(
+def test_a_second_instance_exits_75_naming_the_lock_file_but_plan_runs(
     served_sims: SimPair, start_daemon: Callable[..., Daemon], tmp_path: Path
 ) -> None:
-    """While the daemon runs, another daemon, run-once or plan exits 75 and names <db>.lock."""
+    """With the daemon running, another daemon or run-once exits 75 naming <db>.lock; `plan` runs."""
     daemon = start_daemon(served_sims)
     daemon.wait_for(lambda: len(daemon.cycles()) >= 1, "the first cycle")
     lock = f"{tmp_path / 'reconciler.db'}.lock"
-    for command in (["daemon"], ["run-once"], ["plan"]):
+    for command in (["daemon"], ["run-once"]):
         result = run_cli(command, daemon.env, tmp_path, timeout=HANG_GUARD)
         assert result.returncode == 75, (command, result.stderr)
         assert lock in result.stderr
         assert "Traceback" not in result.stderr
+    served_sims.zoho.add_deal(Deal_Name="New", Account_Name="Acme", Send_to_SI=True)
+    plan = run_cli(["plan"], daemon.env, tmp_path, timeout=HANG_GUARD)
+    assert plan.returncode in (0, 2), plan.stderr  # 2 unless the daemon created it meanwhile
+    assert "another reconciler is running" not in plan.stderr
+    assert "Traceback" not in plan.stderr
     assert daemon.process.poll() is None
     assert daemon.terminate() == 0
 
@@ -207,3 +218,29 @@ def test_failing_cycles_do_not_kill_the_daemon(
     assert failed["message"] == "could not read: zoho.coql: HTTP 500: INTERNAL_ERROR Internal Server Error"
     assert [served_sims.zoho.deal(d)["SI_Project_ID"] for d in deals] == [project_guid(d) for d in deals]
     assert daemon.terminate() == 0
+
+
+def test_rejected_credentials_stop_the_daemon_with_78_and_one_error_line(
+    served_sims: SimPair, start_daemon: Callable[..., Daemon]
+) -> None:
+    """A wrong SI key under the daemon: a few rejected cycles, then one ERROR line (no traceback), exit 78."""
+    daemon = start_daemon(served_sims, SI_API_KEY="revoked-key", RECONCILER_INTERVAL="1")
+    code = daemon.process.wait(timeout=HANG_GUARD)
+    assert code == 78, daemon.stderr
+    errors = [line for line in daemon.stderr.splitlines() if line.split()[1:2] == ["ERROR"]]
+    assert len(errors) == 1 and "daemon.credentials_rejected" in errors[0], daemon.stderr
+    assert "Traceback" not in daemon.stderr
+    assert "revoked-key" not in daemon.stderr
+
+
+def test_sigterm_right_after_start_stops_the_daemon_cleanly(
+    served_sims: SimPair, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """SIGTERM as soon as the daemon holds its lock (still setting up): exit 0, not killed by signal 15."""
+    from reconciler.lock import lock_is_held
+
+    daemon = start_daemon(served_sims)
+    lock = tmp_path / "reconciler.db.lock"
+    daemon.wait_for(lambda: lock_is_held(lock), "the daemon's lock")
+    assert daemon.terminate() == 0, daemon.stderr
+    assert "Traceback" not in daemon.stderr

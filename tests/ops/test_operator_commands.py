@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.context import Context
 from reconciler.lock import InstanceLock
 from reconciler.plan import QUEUED, project_guid
-from reconciler.service import Context
 from reconciler.sim.harness import SimPair
 from reconciler.sim.server import SimServer
 from tests.conftest import DEFAULT_MAPPING, TWO_WAY_MAPPING, cycle, run_cli
@@ -103,11 +103,25 @@ def test_status_shows_cycles_parked_items_conflicts_cursor_token_and_a_held_lock
     assert "Access token expires: 20" in held
 
 
-def test_status_before_anything_ran_says_so(tmp_path: Path) -> None:
-    """`status` on a fresh install: exit 0 and a sentence, not a traceback."""
-    result = run_cli(["status"], _db_env(tmp_path), tmp_path)
-    assert result.returncode == 0
-    assert "nothing has run" in result.stdout
+@pytest.mark.parametrize("command", [["status"], ["retry", "--all"], ["history"], ["backup", "copy.db"]])
+def test_a_missing_database_is_an_error_naming_its_path(tmp_path: Path, command: list[str]) -> None:
+    """status/retry/history/backup on a database that does not exist: one line naming it, exit 78,
+    and nothing created (no ./state, no empty database)."""
+    result = run_cli(command, _db_env(tmp_path), tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"reconciler: RECONCILER_DB: no database at {tmp_path / 'reconciler.db'}: nothing has run yet with "
+        "this database, or the path is wrong (set RECONCILER_DB or pass --db)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_status_never_creates_the_default_state_directory(tmp_path: Path) -> None:
+    """No RECONCILER_DB nor STATE_DIRECTORY: `status` names ./state/reconciler.db and creates nothing."""
+    result = run_cli(["status"], {}, tmp_path)
+    assert result.returncode == 78
+    assert str(tmp_path / "state" / "reconciler.db") in result.stderr
+    assert not (tmp_path / "state").exists()
 
 
 # ---- retry --------------------------------------------------------------------------------------------
@@ -137,8 +151,11 @@ def test_retry_key_requeues_one_parked_item_and_retry_all_the_rest(
     assert sims.zoho.deal(deals[0])["SI_Project_ID"] == project_guid(deals[0])
     assert sorted(i.key for i in ctx.store.parked()) == sorted(keys[1:])
 
-    unknown = run_cli(["retry", "create:deal:nope"], env, tmp_path, check=True)
-    assert unknown.stdout.strip() == "Nothing re-queued: no parked item matches."
+    unknown = run_cli(["retry", "create:deal:nope"], env, tmp_path)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        "reconciler: retry: no parked item has the key 'create:deal:nope' (see `reconciler status`)"
+    )
     every = run_cli(["retry", "--all"], env, tmp_path, check=True)
     assert every.stdout.strip() == "Re-queued 2 item(s); the next cycle tries them again."
     assert cycle(ctx).exit_code == 0
@@ -245,21 +262,6 @@ def collector() -> Iterator[Collector]:
     made = Collector()
     yield made
     made.server.stop()
-
-
-def test_health_ping_after_success_and_fail_after_a_failure(
-    served_sims: SimPair, collector: Collector, tmp_path: Path
-) -> None:
-    """RECONCILER_HEALTHCHECK_URL gets a GET after a good run-once, and .../fail after a failed one."""
-    served_sims.zoho.add_deal(Deal_Name="D", Account_Name="Acme", Send_to_SI=True)
-    env = served_sims.environment(
-        tmp_path / "reconciler.db", DEFAULT_MAPPING, RECONCILER_HEALTHCHECK_URL=collector.url("/ping/abc")
-    )
-    assert run_cli(["run-once"], env, tmp_path).returncode == 0
-    assert collector.received == [("GET", "/ping/abc", None)]
-    served_sims.zoho.inject("POST", "/crm/v8/coql", kind="malformed")
-    assert run_cli(["run-once"], env, tmp_path).returncode == 1
-    assert collector.received[1:] == [("GET", "/ping/abc/fail", None)]
 
 
 def test_a_parked_item_is_announced_to_the_notify_url_and_metrics_are_written(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from reconciler import logs
-from reconciler.notify import Notifier
+from reconciler.sdnotify import Notifier
 
 
 class Inbox:

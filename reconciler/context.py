@@ -1,0 +1,79 @@
+"""Every object a cycle needs, wired from the settings in one place.
+
+:func:`build_context` is the one place clients, the HTTP choke point and the clock are put together;
+the CLI, the daemon, the demo and the tests call it (tests pass their own transport and retry policy).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from reconciler.clients.http import CallStats, HttpClient, RetryPolicy
+from reconciler.clients.si import SiClient
+from reconciler.clients.zoho import ZohoAuth, ZohoClient
+from reconciler.mapping import Mapping
+from reconciler.settings import Settings
+from reconciler.store import Store
+
+__all__ = ["Context", "build_context"]
+
+
+@dataclass
+class Context:
+    """Every object a cycle needs, built once (by the CLI, the daemon or a test) and passed in."""
+
+    settings: Settings
+    mapping: Mapping
+    store: Store
+    zoho: ZohoClient
+    si: SiClient
+    stats: CallStats = field(default_factory=CallStats)
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.time
+    http: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+
+def build_context(
+    settings: Settings,
+    mapping: Mapping,
+    store: Store,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Context:
+    stats = CallStats()
+    stop = stop or threading.Event()
+    raw = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
+    http = HttpClient(raw, policy=policy or settings.retry_policy(), stats=stats, stop=stop)
+    secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
+    refresh = settings.zoho_refresh_token.get_secret_value() if settings.zoho_refresh_token else None
+    auth = ZohoAuth(
+        accounts_url=settings.accounts_url,
+        client_id=settings.zoho_client_id or "",
+        client_secret=secret,
+        refresh_token=refresh,
+        soid=settings.zoho_soid,
+        cache=store,
+        clock=clock,
+    )
+    zoho = ZohoClient(
+        http,
+        api_url=settings.zoho_api_url,
+        default_api_url=settings.zoho_default_api_url,
+        auth=auth,
+        module=mapping.module,
+    )
+    api_key = settings.si_api_key.get_secret_value() if settings.si_api_key else ""
+    si = SiClient(http, settings.si_base_url, api_key)
+    return Context(settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw)

@@ -1,0 +1,119 @@
+"""What the planner's parts share: stable hashes, our Guids and message ids, the deal's canonical values.
+
+Pure: nothing here reads a clock, the network or the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping as AbcMapping
+from typing import Any
+
+from reconciler import keys
+from reconciler.mapping import FieldMap, Mapping, canonical, zoho_column
+from reconciler.model import Deal
+
+__all__ = [
+    "ARCHIVED_IN_SI",
+    "CO_FIELDS",
+    "DELETED_IN_SI",
+    "GUID_NAMESPACE",
+    "IN_SI",
+    "QUEUED",
+    "CanonSpec",
+    "canon_digest",
+    "canon_spec",
+    "digest",
+    "is_empty",
+    "note_reference",
+    "project_guid",
+    "truncate",
+    "update_message_id",
+    "zoho_canon",
+]
+
+# Our Guid for a deal's SI project is derived from the deal id, so a publish retried after any crash (or
+# after the store was lost) targets the same project: SI updates a project whose Id it already has.
+GUID_NAMESPACE = uuid.UUID("6f1c2a4e-1d0b-4c55-9a57-52d1f0c0a7e1")
+# Our MessageId for an SI update is derived from the pair, a per-pair counter and the values: a resend of
+# the same update keeps its id, and every new update (even back to an earlier value) gets a new one.
+MESSAGE_NAMESPACE = uuid.UUID("0b8d3c62-5a57-4f0e-8f3e-9f1d6a7c2b10")
+TITLE_MAX = 120
+CONTENT_MAX = 65535
+STATUS_MAX = 255
+REFERENCE_PREFIX = "[zohosi-ref "
+QUEUED = "Queued for SI"
+IN_SI = "In SI"
+ARCHIVED_IN_SI = "Archived in SI"
+DELETED_IN_SI = "Deleted in SI"
+# SI's ImportedOn has whole seconds: an export stamped within the same second may predate the import.
+IMPORT_CLOCK_SLACK_MS = 1000
+# SI properties that describe a change order rather than the project ("cost" starts with "co" too).
+CO_FIELDS = frozenset({
+    "conumber", "coname", "costatus", "cotype", "conotes", "coid", "coacceptedon", "corejectedon",
+    "cocreatedon", "ischangeorder",
+})  # fmt: skip
+
+# Per Zoho path: its COQL column, whether it is the flag, its field map (worked out once per plan).
+CanonSpec = tuple[tuple[str, str, bool, FieldMap | None], ...]
+
+
+def digest(value: Any) -> str:
+    """A short stable hash of JSON-able data (snapshot and input hashes)."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def canon_digest(canon: AbcMapping[str, Any]) -> str:
+    """:func:`digest` for a flat map of canonical values (str, bool or None), about three times faster."""
+    return hashlib.sha1(repr(sorted(canon.items())).encode()).hexdigest()[:20]
+
+
+def project_guid(deal_id: str) -> str:
+    return str(uuid.uuid5(GUID_NAMESPACE, deal_id))
+
+
+def update_message_id(project_id: str, sequence: int, input_hash: str) -> str:
+    """The MessageId of a pair's ``sequence``-th SI update, carrying the values hashed as ``input_hash``."""
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, f"{keys.project_update(project_id)}:{sequence}:{input_hash}"))
+
+
+def note_reference(project_id: str, co_number: str, co_status: str) -> str:
+    """The line that ends every change-order note; it makes the note's identity recoverable."""
+    return f"{REFERENCE_PREFIX}{keys.note(project_id, co_number, co_status)}]"
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_empty(value: Any) -> bool:
+    """An SI value that says "nothing yet" (null, or a zero on a project that was just imported)."""
+    return value in (None, "0")
+
+
+def canon_spec(mapping: Mapping) -> CanonSpec:
+    by_path = {f.zoho: f for f in mapping.fields}
+    return tuple(
+        (path, zoho_column(path), path == mapping.flag_field, by_path.get(path))
+        for path in mapping.zoho_paths()
+    )
+
+
+def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> dict[str, Any]:
+    """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
+    canon: dict[str, Any] = {}
+    for path, column, is_flag, fmap in spec or canon_spec(mapping):
+        raw = deal.values.get(column)
+        try:
+            if is_flag:
+                canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False
+            elif fmap is not None:
+                canon[path] = fmap.from_zoho(raw)
+            else:
+                canon[path] = None if raw in (None, "") else str(raw)
+        except ValueError as exc:
+            raise ValueError(f"deal {deal.id}: field {path}: {exc}") from None
+    return canon

@@ -1,0 +1,175 @@
+"""SI's side of a pair's fields this cycle: our updates still waiting in SI's queue, what SI reported,
+and the decision for every field (the table is in :mod:`reconciler.plan.fields`). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import keys
+from reconciler.model import Conflict, FieldChange, Park, Snapshot
+from reconciler.plan.common import digest
+from reconciler.plan.fields import _UNSET, FieldView, decide, read_si
+from reconciler.plan.reports import Reports
+from reconciler.plan.work import Lookups, PairInputs, Work, add, failure
+
+__all__ = ["decide_fields", "heard", "pending_updates"]
+
+
+def pending_updates(p: PairInputs, work: Work, w: Lookups) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Our SI updates still waiting, after SI's answers about them; and SI's side of the snapshot.
+
+    An update SI failed to apply is parked (``retry`` sends it again) and SI is taken to hold what it held
+    before; an entry without a message id never reached SI (it was parked) and waits for nothing.
+    """
+    pending: dict[str, Any] = {}
+    si = dict(p.snapshot.si)
+    failed: dict[str, list[str]] = {}
+    for name, entry in p.snapshot.pending.items():
+        message_id = str(entry.get("message_id") or "")
+        outcome = w.outcomes.get(message_id)
+        if not message_id:
+            continue
+        if outcome is None:
+            pending[name] = entry
+            if message_id in w.status_errors:
+                text = (
+                    f"SI project {p.link.project_id} (deal {p.link.deal_id}): SI cannot tell the status of "
+                    f"our update {message_id}: {w.status_errors[message_id]}"
+                )
+                add(work, failure(keys.lost_status(message_id), p.link.deal_id, p.link.project_id, text, w))
+        elif outcome.status_id == keys.MESSAGE_IMPORTED:
+            if outcome.imported_ms is not None:
+                # Imported: exports published before the import may still show the old value; keep the
+                # entry until SI echoes our value or exports something newer than the import.
+                pending[name] = {**entry, "imported_ms": outcome.imported_ms}
+        else:
+            failed.setdefault(message_id, []).append(name)
+            stale = entry.get("stale") or []
+            if stale:
+                si[name] = stale[-1]
+            else:
+                si.pop(name, None)
+    for message_id, names in sorted(failed.items()):
+        _failed_update(p, message_id, names, work, w)
+    return pending, si
+
+
+def _failed_update(p: PairInputs, message_id: str, names: list[str], work: Work, w: Lookups) -> None:
+    key = keys.project_update(p.link.project_id)
+    entries = p.snapshot.pending
+    by_name = {f.zoho: f for f in w.mapping.fields}
+    fields = tuple(
+        (by_name[n].si_field_id or 0, by_name[n].si_value(entries[n]["value"])) for n in names if n in by_name
+    )
+    input_hash = digest(fields)
+    error = w.outcomes[message_id].error or "no reason given"
+    work.parks[key] = input_hash  # not sent again by itself: `retry` does that
+    if not w.is_parked(key, input_hash):
+        work.actions.append(
+            Park(
+                key,
+                p.link.deal_id,
+                p.link.project_id,
+                f"SI project {p.link.project_id} (deal {p.link.deal_id}): SI failed to apply our update of "
+                f"{', '.join(sorted(names))}: {error}; `reconciler retry {key}` sends it again",
+                input_hash,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """What SI said of one field: its newest value this poll, when, whether it is SI's present state
+    (``reconcile --deep``), and every value of the poll oldest first."""
+
+    value: Any
+    ms: int
+    current: bool = False
+    history: tuple[tuple[Any, int], ...] = ()
+
+
+def heard(p: PairInputs, reports: Reports) -> dict[str, _Heard]:
+    """This poll's reports, plus those kept while the pair did not sync (the newest wins)."""
+    heard = {
+        name: _Heard(value, reports.published_ms[name], name in reports.current, tuple(reports.history[name]))
+        for name, value in reports.values.items()
+    }
+    for name, (value, when) in p.snapshot.held.items():
+        if name not in heard or heard[name].ms < int(when):
+            heard[name] = _Heard(value, int(when))
+    return heard
+
+
+def _report(
+    name: str,
+    heard: _Heard | None,
+    snap: Snapshot,
+    entry: AbcMapping[str, Any] | None,
+    base_si: dict[str, Any],
+) -> tuple[Any, int, AbcMapping[str, Any] | None]:
+    """The report to read for ``name`` (``_UNSET``: none new), its time, and our update still waiting.
+
+    A report no newer than the one the snapshot already applied is an old message delivered again (its
+    acknowledgement failed): not news. An echo of our waiting update earlier in this poll ends the wait
+    there, so a newer report after it is SI's own value, not a stale one.
+    """
+    if heard is None:
+        return _UNSET, 0, entry
+    watermark = int(snap.reported.get(name, -1))
+    if not heard.current and heard.ms <= watermark:
+        return _UNSET, 0, entry
+    if entry is not None and any(v == entry.get("value") and ms > watermark for v, ms in heard.history[:-1]):
+        base_si[name] = entry.get("value")
+        entry = None
+    return heard.value, heard.ms, entry
+
+
+def decide_fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: Work, w: Lookups) -> Snapshot:
+    """Decide every mapped field; returns the snapshot the pair will have (before SI's new pending)."""
+    snap, m = p.snapshot, w.mapping
+    zoho_now = {f.zoho: p.canon[f.zoho] for f in m.fields} if p.canon is not None else dict(snap.zoho)
+    new_zoho = {**snap.zoho, **zoho_now}
+    pending, new_si = pending_updates(p, work, w)
+    base_si = dict(new_si)
+    new_pending: dict[str, Any] = {}
+    reported = dict(snap.reported)
+    for fmap in m.fields:
+        name = fmap.zoho
+        report, ms, entry = _report(name, heard.get(name), snap, pending.get(name), base_si)
+        if report is not _UNSET:
+            reported[name] = max(ms, int(reported.get(name, 0)))
+        si = read_si(name, base_si, entry, report, ms)
+        zoho = zoho_now.get(name)
+        changed = p.canon is not None and (name not in snap.zoho or zoho != snap.zoho[name])
+        view = FieldView(fmap.direction, fmap.on_conflict, zoho, changed, name not in snap.zoho, si)
+        decision = decide(view)
+        if si.known:
+            new_si[name] = si.value
+        if si.pending is not None:
+            new_pending[name] = si.pending
+        conflict_key = keys.conflict(p.link.deal_id, name)
+        if decision.conflict:
+            input_hash = digest([zoho, si.value])
+            if not w.is_parked(conflict_key, input_hash):
+                work.actions.append(
+                    Conflict(
+                        conflict_key, p.link.deal_id, p.link.project_id, name, zoho, si.value, input_hash
+                    )
+                )
+            work.waits.append(conflict_key)
+            continue
+        if w.open(conflict_key):
+            if decision.writes or zoho == si.value:
+                work.resolved.append(conflict_key)
+            elif not (changed or si.changed):
+                continue  # still unresolved: leave both sides alone
+        if decision.to_zoho:
+            (value,) = decision.to_zoho
+            work.zoho_changes.append(FieldChange(name, zoho, value))
+            new_zoho[name] = value
+        if decision.to_si:
+            (value,) = decision.to_si
+            work.si_changes.append((fmap, FieldChange(name, si.value if si.known else None, value), si))
+    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {}, reported)
