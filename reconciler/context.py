@@ -36,6 +36,7 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time
     http: httpx.Client | None = None
+    calls: HttpClient | None = None  # the choke point both clients share (it holds the cycle's deadline)
 
     def close(self) -> None:
         if self.http is not None:
@@ -58,7 +59,7 @@ def build_context(
     stats = CallStats()
     stop = stop or threading.Event()
     raw = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
-    http = HttpClient(raw, policy=policy, stats=stats, stop=stop)
+    http = HttpClient(raw, policy=policy or settings.retry_policy(), stats=stats, stop=stop)
     secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
     refresh = settings.zoho_refresh_token.get_secret_value() if settings.zoho_refresh_token else None
     auth = ZohoAuth(
@@ -79,4 +80,6 @@ def build_context(
     )
     api_key = settings.si_api_key.get_secret_value() if settings.si_api_key else ""
     si = SiClient(http, settings.si_base_url, api_key)
-    return Context(settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw)
+    return Context(
+        settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw, calls=http
+    )

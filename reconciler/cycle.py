@@ -13,6 +13,7 @@ actions that were reviewed and are still what the live state asks for; the rest 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from datetime import datetime
 
 from reconciler.apply import Applier, ApplyResult
 from reconciler.apply import Progress as Tracker
+from reconciler.clients.http import CycleBudgetSpent
 from reconciler.context import Context
 from reconciler.errors import (
     EX_CONFIG,
@@ -104,6 +106,16 @@ def run_cycle(
     are accepted for callers that predate :class:`CycleOptions`."""
     if options is None:
         options = CycleOptions(**legacy)  # type: ignore[arg-type]
+    budget = ctx.settings.cycle_budget  # RECONCILER_CYCLE_BUDGET, else 80% of the interval
+    deadline = time.monotonic() + budget
+    with ctx.calls.cycle_deadline(budget) if ctx.calls is not None else contextlib.nullcontext():
+        return _cycle(ctx, options, progress, deadline)
+
+
+def _cycle(
+    ctx: Context, options: CycleOptions, progress: Callable[[int], Tracker] | None, deadline: float
+) -> CycleResult:
+    """:func:`run_cycle` within its time budget (``deadline`` on the monotonic clock)."""
     started = ctx.clock()
     is_full = options.deep or wants_full(ctx, options.full)
     mode = "deep" if options.deep else "full" if is_full else "incremental"
@@ -132,7 +144,7 @@ def run_cycle(
     if the_plan.refused:
         event("cycle.refused", "ERROR", reason=the_plan.refused)
         return CycleResult(reporter.report("refused", EX_FAIL, counts, the_plan.refused), the_plan)
-    result = _apply(ctx, reporter, the_plan, progress)
+    result = _apply(ctx, reporter, the_plan, progress, deadline)
     if options.approved is None:
         _commit_cursors(ctx, world, result, is_full)
     report = _outcome(reporter, result, stale)
@@ -151,16 +163,24 @@ def _read(ctx: Context, reporter: _Reporter, options: ReadOptions) -> World | Cy
         return reporter.report(
             "interrupted", EX_INTERRUPTED, message="interrupted while reading; a rerun resumes"
         )
+    except CycleBudgetSpent as exc:
+        event("cycle.overran", "WARNING", phase="read")
+        return reporter.report(
+            "overran", EX_FAIL, message=f"the cycle's time budget ran out while reading: {exc}"
+        )
     except ApiError as exc:
         event("cycle.failed", "ERROR", error=str(exc))
         return reporter.report("failed", EX_FAIL, message=f"could not read: {exc}")
 
 
 def _apply(
-    ctx: Context, reporter: _Reporter, the_plan: Plan, progress: Callable[[int], Tracker] | None
+    ctx: Context,
+    reporter: _Reporter,
+    the_plan: Plan,
+    progress: Callable[[int], Tracker] | None,
+    deadline: float,
 ) -> ApplyResult:
     """Execute the plan, within the cycle's time budget, reporting progress."""
-    budget = getattr(ctx.settings, "reconciler_cycle_budget", None)
     tracker = progress(the_plan.writes()) if progress is not None else None
     applier = Applier(
         ctx.store,
@@ -169,7 +189,7 @@ def _apply(
         ctx.mapping,
         cycle_id=reporter.cycle_id,
         stop=ctx.stop,
-        deadline=time.monotonic() + float(budget) if budget else None,
+        deadline=deadline,
         progress=tracker,
     )
     try:

@@ -1,4 +1,7 @@
-"""The mapping file (TOML): load, validate with errors that name the key, and pure value transforms.
+"""The mapping file (TOML): its model, the SI field tables, and pure value transforms.
+
+Loading and validation (errors that name the key) are :mod:`reconciler.mapping_rules`; note templates
+are :mod:`reconciler.templates`.
 
 Every comparison the planner makes happens in *Zoho space*: an SI value is mapped through the entry's
 value map and converted to the Zoho field's type, then compared with the deal's value converted the
@@ -10,8 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import string
-import tomllib
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -19,9 +20,18 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from reconciler.errors import ConfigError
+from reconciler.templates import placeholders, render, render_template
 
-__all__ = ["FieldMap", "Mapping", "canonical", "load_mapping", "parse_mapping", "render_template"]
+__all__ = [
+    "COQL_MAX_COLUMNS",
+    "FieldMap",
+    "Mapping",
+    "canonical",
+    "load_mapping",
+    "parse_mapping",
+    "render",
+    "render_template",
+]
 
 Direction = Literal["si_to_zoho", "zoho_to_si", "both"]
 ZohoType = Literal["number", "integer", "text", "date", "datetime", "boolean"]
@@ -84,6 +94,10 @@ SI_LIST_FIELDS = frozenset({
     "progress", "approved", "conumber", "currencycode", "price", "importedon", "publishedon",
     "publishedonunixtimems", "deleted", "archived",
 })  # fmt: skip
+
+# Zoho's COQL selects at most 500 columns since v7 (Kaizen #183; shared/reference/zoho-crm-v8.md,
+# "Corrections and open questions"): a mapping needing more is refused when it is loaded.
+COQL_MAX_COLUMNS = 500
 
 # COQL returns a lookup as {"id"} only: `X.name` must be read through the join column of X's module.
 _LOOKUP_NAME_COLUMNS = {"Account_Name": "Account_Name", "Contact_Name": "Full_Name", "Owner": "full_name"}
@@ -302,8 +316,13 @@ class Mapping:
     def template_keys(self) -> set[str]:
         keys: set[str] = set()
         for template in (self.change_order_title, self.change_order_body):
-            keys |= {name.lower() for name in _placeholders(template)}
+            keys |= {name.lower() for name in placeholders(template)}
         return keys
+
+    def coql_columns(self) -> list[str]:
+        """The COQL columns the deal read selects: ``id``, ``Modified_Time`` and every mapped path."""
+        columns = ["id", "Modified_Time", *(zoho_column(path) for path in self.zoho_paths())]
+        return list(dict.fromkeys(columns))
 
     def needs_project_detail(self) -> bool:
         """Whether field sync needs more than the list payload (ProjectInfo) gives."""
@@ -324,203 +343,18 @@ def zoho_column(path: str) -> str:
     return path
 
 
-def _placeholders(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-
-
-class _FoldedValues(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
-        return self.get(key.lower(), "")
-
-
-def render_template(template: str, values: AbcMapping[str, Any]) -> str:
-    """Fill ``{Field}`` placeholders from folded SI values (missing or null -> empty)."""
-    folded = _FoldedValues({k.lower(): ("" if v is None else v) for k, v in values.items()})
-    return template.format_map(folded)
-
-
-# ---- loading and validation -----------------------------------------------------------------------
-
-_SECTIONS = {"zoho", "create", "fields", "notes"}
-_ZOHO_KEYS = {"module", "flag_field", "link_field", "status_field"}
-_FIELD_KEYS = {"zoho", "si", "direction", "on_conflict", "values", "zoho_type"}
-_NOTE_KEYS = {"change_order_title", "change_order_body"}
+# ---- loading and validation (the rules live in reconciler.mapping_rules) ----------------------------
 
 
 def load_mapping(path: Path) -> Mapping:
-    """Read and validate the mapping file; every problem is one line of one ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"RECONCILER_MAPPING: cannot read {path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"mapping {path}: invalid TOML: {exc}") from None
-    return parse_mapping(data, source=str(path))
+    """Read and validate the mapping file; every problem is one line of one ConfigError (exit 78)."""
+    from reconciler.mapping_rules import load  # the rules build this module's classes
+
+    return load(path)
 
 
 def parse_mapping(data: dict[str, Any], *, source: str = "<mapping>") -> Mapping:
-    problems: list[str] = []
+    """Validate parsed TOML (``data``) into a :class:`Mapping`; ``source`` names it in the problems."""
+    from reconciler.mapping_rules import parse
 
-    def problem(key: str, text: str) -> None:
-        problems.append(f"mapping {source}: {key}: {text}")
-
-    for section in sorted(set(data) - _SECTIONS):
-        problem(f"[{section}]", f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
-
-    zoho = _table(data, "zoho", problem)
-    for key in sorted(set(zoho) - _ZOHO_KEYS):
-        problem(f"zoho.{key}", "unknown key")
-    for key in ("module", "flag_field", "link_field"):
-        if key in zoho and not _is_name(zoho[key]):
-            problem(f"zoho.{key}", "must be a Zoho API name")
-    if (
-        "status_field" in zoho
-        and zoho["status_field"] not in ("", None)
-        and not _is_name(zoho["status_field"])
-    ):
-        problem("zoho.status_field", "must be a Zoho API name (or omit it)")
-
-    create_table = _table(data, "create", problem)
-    constants = create_table.get("constants", {})
-    if not isinstance(constants, dict):
-        problem("create.constants", "must be a table")
-        constants = {}
-    create: list[tuple[str, str]] = []
-    for si_name, path in create_table.items():
-        if si_name == "constants":
-            continue
-        if si_name.lower() not in SI_FIELDS:
-            problem(f"create.{si_name}", "is not an SI project field")
-        elif not isinstance(path, str) or not path:
-            problem(f"create.{si_name}", 'must be a Zoho field path such as "Deal_Name"')
-        else:
-            create.append((si_name, path))
-    for si_name in constants:
-        if si_name.lower() not in SI_FIELDS:
-            problem(f"create.constants.{si_name}", "is not an SI project field")
-    given = {name.lower() for name, _ in create} | {name.lower() for name in constants}
-    for required in ("Name", "Client"):
-        if required.lower() not in given:
-            problem(f"create.{required}", "SI requires it on every new project: map it or set a constant")
-
-    fields: list[FieldMap] = []
-    raw_fields = data.get("fields", [])
-    if not isinstance(raw_fields, list):
-        problem("[[fields]]", "must be an array of tables ([[fields]])")
-        raw_fields = []
-    seen: set[str] = set()
-    for index, entry in enumerate(raw_fields):
-        parsed = _field(index, entry, problem)
-        if parsed is None:
-            continue
-        if parsed.zoho in seen:
-            problem(f"fields[{index}].zoho", f"{parsed.zoho} is mapped twice")
-        seen.add(parsed.zoho)
-        fields.append(parsed)
-
-    notes = _table(data, "notes", problem)
-    for key in sorted(set(notes) - _NOTE_KEYS):
-        problem(f"notes.{key}", "unknown key")
-    defaults = Mapping()
-    title = notes.get("change_order_title", defaults.change_order_title)
-    body = notes.get("change_order_body", defaults.change_order_body)
-    for key, template in (("change_order_title", title), ("change_order_body", body)):
-        if not isinstance(template, str):
-            problem(f"notes.{key}", "must be a string")
-            continue
-        try:
-            names = _placeholders(template)
-        except ValueError as exc:
-            problem(f"notes.{key}", f"bad template: {exc}")
-            continue
-        for name in names:
-            if name.lower() not in SI_FIELDS:
-                problem(f"notes.{key}", f"{{{name}}} is not an SI field")
-
-    if problems:
-        raise ConfigError(*problems)
-    status_field = zoho.get("status_field") or None
-    return Mapping(
-        module=zoho.get("module", "Deals"),
-        flag_field=zoho.get("flag_field", "Send_to_SI"),
-        link_field=zoho.get("link_field", "SI_Project_ID"),
-        status_field=status_field,
-        create=tuple(create),
-        create_constants=tuple(constants.items()),
-        fields=tuple(fields),
-        change_order_title=title,
-        change_order_body=body,
-        source=source,
-    )
-
-
-def _table(data: dict[str, Any], name: str, problem: Any) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        problem(f"[{name}]", "must be a table")
-        return {}
-    return value
-
-
-def _is_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_.$]*", value))
-
-
-def _field(index: int, entry: Any, problem: Any) -> FieldMap | None:
-    where = f"fields[{index}]"
-    if not isinstance(entry, dict):
-        problem(where, "must be a table")
-        return None
-    bad = False
-    for key in sorted(set(entry) - _FIELD_KEYS):
-        problem(f"{where}.{key}", "unknown key")
-        bad = True
-    zoho, si = entry.get("zoho"), entry.get("si")
-    if not _is_name(zoho):
-        problem(f"{where}.zoho", "required: the Zoho field API name")
-        bad = True
-    elif "." in str(zoho):
-        problem(f"{where}.zoho", f"{zoho} is a lookup path; a synced field must be on the deal itself")
-        bad = True
-    if not isinstance(si, str) or si.lower() not in SI_FIELDS:
-        problem(f"{where}.si", f"{si!r} is not an SI project field")
-        return None
-    direction = entry.get("direction", "si_to_zoho")
-    if direction not in DIRECTIONS:
-        problem(f"{where}.direction", f"unknown direction {direction!r} (use {' | '.join(DIRECTIONS)})")
-        return None
-    if direction in ("zoho_to_si", "both") and si.lower() not in SI_FIELD_IDS:
-        problem(
-            f"{where}.si", f'SI cannot receive {si} (it has no ProjectFieldId); use direction = "si_to_zoho"'
-        )
-        bad = True
-    on_conflict = entry.get("on_conflict", "manual")
-    if on_conflict not in CONFLICT_POLICIES:
-        problem(
-            f"{where}.on_conflict", f"unknown policy {on_conflict!r} (use {' | '.join(CONFLICT_POLICIES)})"
-        )
-        bad = True
-    elif "on_conflict" in entry and direction != "both":
-        problem(f"{where}.on_conflict", 'only applies to direction = "both"')
-        bad = True
-    values = entry.get("values", {})
-    if not isinstance(values, dict) or not all(isinstance(v, str | int | float) for v in values.values()):
-        problem(f"{where}.values", 'must be a table of "SI value" = "Zoho value"')
-        bad = True
-        values = {}
-    zoho_type = entry.get("zoho_type", si_type(si.lower()))
-    if zoho_type not in ZOHO_TYPES:
-        problem(f"{where}.zoho_type", f"unknown type {zoho_type!r} (use {' | '.join(ZOHO_TYPES)})")
-        bad = True
-    if bad:
-        return None
-    return FieldMap(
-        zoho=str(zoho),
-        si=si,
-        direction=direction,
-        on_conflict=on_conflict,
-        values=tuple((str(k), str(v)) for k, v in values.items()),
-        zoho_type=zoho_type,
-    )
+    return parse(data, source=source)

@@ -259,6 +259,7 @@ class AddNote:
     input_hash: str = ""
     kind: str = "note"
     look_first: bool = False  # an earlier attempt may have reached Zoho: look for the note before posting
+    blanked: tuple[str, ...] = ()  # placeholders whose value could not be shown (rendered empty)
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ __all__ = [
 ]
 
 COQL_MAX_ROWS = 2000  # rows a COQL call returns at most (COQL-Limitations, v8)
-# Selectable columns: the COQL-Limitations pages (v2..v8) say 50; Kaizen #183 says 500 since v7. The smaller
-# cap is kept: it holds under either reading.
-COQL_MAX_FIELDS = 50
+# Selectable columns: 500 since v7 (Kaizen #183; shared/reference/zoho-crm-v8.md, "Corrections and open
+# questions", which supersede the older COQL-Limitations pages' 50). With 50, a mapping of 60 fields passed
+# `check` and then failed every cycle; the mapping is checked against the same cap when it is loaded.
+COQL_MAX_FIELDS = 500
 TRUE = "'true'"  # the documented, quoted boolean literal
 
 

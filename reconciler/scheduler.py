@@ -44,7 +44,15 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from reconciler.errors import EX_CONFIG, EX_FAIL, EX_OK, CredentialsError, StopRequested
+from reconciler.errors import (
+    EX_CONFIG,
+    EX_FAIL,
+    EX_OK,
+    CredentialsError,
+    StopRequested,
+    StoreBusyError,
+    StoreError,
+)
 from reconciler.interrupts import StopOnSignals
 from reconciler.logs import event
 from reconciler.model import CycleReport
@@ -197,6 +205,8 @@ class _Daemon:
             event("cycle.interrupted")
             self.notifier.status("cycle interrupted by stop")
             return
+        except StoreError as exc:
+            report = self._store_fault(exc, started)
         except Exception as exc:  # a crash must never kill the daemon: the next tick retries
             report = self._crashed(exc, started)
         finally:
@@ -233,6 +243,18 @@ class _Daemon:
         else:
             event("cycle.credentials_rejected", "WARNING", consecutive=self.rejected, error=message)
         return _failed(started, EX_CONFIG, f"credentials rejected: {message}")
+
+    def _store_fault(self, exc: StoreError, started: float) -> CycleReport:
+        """The database failed: one line, no traceback. Busy or a full disk: the next tick tries again;
+        anything else (a damaged file, permissions) a restart cannot fix, so the daemon exits 78."""
+        message = "; ".join(exc.problems)
+        if isinstance(exc, StoreBusyError):
+            event("cycle.store_busy", "ERROR", error=message)
+            return _failed(started, EX_FAIL, message)
+        event("daemon.store_failed", "ERROR", error=message)
+        self.exit_code = EX_CONFIG
+        self.stop.set()
+        return _failed(started, EX_CONFIG, message)
 
     @staticmethod
     def _crashed(exc: Exception, started: float) -> CycleReport:

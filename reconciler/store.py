@@ -1,7 +1,8 @@
 """The SQLite store (Peewee, WAL): links, snapshots, intents, cursors, cycles, token cache, audit trail.
 
 The store owns its schema version, its migrations (``playhouse.migrate``) and its transactions; callers
-never write SQL. The file is created on first use with mode 0600 (it holds the Zoho access token).
+never write SQL. The file is created on first use with mode 0600 (it holds the Zoho access token); what
+may be opened, and what SQLite's failures tell the operator, is :mod:`reconciler.dbfile`.
 
 Tables: ``link`` (deal <-> project), ``snapshot`` (per pair, the mapped values each side had when we last
 agreed, plus our SI writes still pending in SI's queue), ``intent`` (one row per deterministic action key,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +26,9 @@ import peewee as pw
 from playhouse.migrate import SqliteMigrator
 
 from reconciler.clients.zoho import CachedToken
-from reconciler.errors import ConfigError
+from reconciler.dbfile import BUSY_TIMEOUT_SECONDS, SafeSqliteDatabase, prepare_db_file, restore_hint
+from reconciler.errors import ConfigError, StoreError
+from reconciler.logs import event
 from reconciler.model import AuditEntry, CycleReport, IntentState, LinkState, Snapshot
 
 __all__ = ["SCHEMA_VERSION", "Store"]
@@ -164,6 +168,27 @@ def _any_of(conditions: list[Any]) -> Any:
     return conditions[0]
 
 
+def _version(value: str, path: Path) -> int:
+    """The stored schema version; anything but a whole number means a damaged or foreign file."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise StoreError(
+            f"RECONCILER_DB: {path}: its schema_version is {text[:40]!r}, not a number: the file is damaged "
+            f"or not a reconciler database; it was left as it is: {restore_hint(path)}"
+        )
+    return int(text)
+
+
+def _warn_if_readable_by_others(path: Path, real: Path) -> None:
+    """An existing database others can read (it caches the access token) is reported, never chmodded."""
+    try:
+        mode = stat.S_IMODE(os.stat(real).st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        event("store.mode_open", "WARNING", db=str(path), mode=f"{mode:04o}", fix=f"chmod 600 {path}")
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -187,21 +212,34 @@ class Store:
         clock: Callable[[], float] = time.time,
         migrations: Mapping[int, Migration] | None = None,
         schema_version: int = SCHEMA_VERSION,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> Store:
-        """Open (creating with mode 0600 when new) and migrate to ``schema_version``."""
+        """Open (creating it 0600 when new) and migrate to ``schema_version``; see :mod:`reconciler.dbfile`.
+
+        Every failure is one :class:`~reconciler.errors.StoreError` line naming the file, the cause and
+        the remedy; an existing file is never chmodded and a damaged one never overwritten.
+        """
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(path, 0o600)
-        db = pw.SqliteDatabase(
-            str(path),
-            pragmas={"journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal"},
+        real = path if str(path) == ":memory:" else prepare_db_file(path)
+        db = SafeSqliteDatabase(
+            str(real),
+            shown=path,
+            busy_seconds=busy_timeout,
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": int(busy_timeout * 1000),
+                "synchronous": "normal",
+            },
             check_same_thread=False,
         )
         store = cls(db, path, clock)
-        store._migrate(migrations if migrations is not None else MIGRATIONS, schema_version)
+        try:
+            store._migrate(migrations if migrations is not None else MIGRATIONS, schema_version)
+        except BaseException:
+            store.close()
+            raise
+        if str(path) != ":memory:":
+            _warn_if_readable_by_others(path, real)
         return store
 
     def close(self) -> None:
@@ -216,7 +254,7 @@ class Store:
                 self.db.create_tables(self.m.all, safe=True)
                 self._set("schema_version", str(target))
                 return
-            current = int(row.value)
+            current = _version(row.value, self.path)
             if current > target:
                 raise ConfigError(
                     f"RECONCILER_DB: {self.path}: schema version {current} is newer than this program "
@@ -231,7 +269,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self.get_state("schema_version") or 0)
+        return _version(self.get_state("schema_version") or "0", self.path)
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

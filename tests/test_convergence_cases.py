@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from reconciler import keys
 from reconciler.context import Context
 from reconciler.cycle import CycleOptions, run_cycle
@@ -362,3 +364,36 @@ def test_retry_all_beyond_max_writes_is_refused_like_any_plan(sims, make_ctx):
     assert sims.zoho.notes_for(deal) == []
     assert cycle(ctx, expect=4).exit_code == 0
     assert len(sims.zoho.notes_for(deal)) == 4
+
+
+def test_a_stop_that_cuts_a_retry_wait_short_ends_the_cycle_as_interrupted(sims, make_ctx):
+    """SIGTERM while a publish waits to be retried: no traceback, the cycle is `interrupted`, and the
+    rerun creates the project once."""
+    ctx = make_ctx(sims)
+    deal = sims.zoho.add_deal(Deal_Name="Stopped", Account_Name="Acme", Send_to_SI=True)
+    original = sims.si.handle
+
+    def stop_during(request: Any) -> Any:
+        if request.url.path.endswith("/Publish/Projects"):
+            ctx.stop.set()  # the stop arrives while the publish is retried after a 503
+            sims.si.handle = original
+            return httpx.Response(503, json={"Message": "busy"})
+        return original(request)
+
+    sims.si.handle = stop_during
+    report = cycle(ctx)
+    assert report.outcome == "interrupted", report.summary()
+    ctx.stop.clear()
+    assert cycle(ctx).exit_code == 0
+    assert [p.get("IntegrationProjectId") for p in sims.si.projects.values()] == []  # queued, not imported
+    sims.si.import_pending()
+    assert cycle(ctx).exit_code == 0
+    assert [p.get("IntegrationProjectId") for p in sims.si.projects.values()] == [deal]
+
+
+def test_a_spent_cycle_budget_stops_the_calls_and_reports_overran(sims, make_ctx):
+    ctx = make_ctx(sims, reconciler_cycle_budget=0.000001)
+    sims.zoho.add_deal(Deal_Name="Late", Account_Name="Acme", Send_to_SI=True)
+    report = cycle(ctx)
+    assert report.outcome == "overran" and "budget" in report.message
+    assert sims.si.count("POST", "/Publish/Projects") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import EX_TEMPFAIL, LockHeldError
+from reconciler.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, LockHeldError
 from reconciler.lock import InstanceLock, lock_is_held
+from reconciler.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD = 20.0
@@ -121,3 +123,51 @@ def test_the_same_process_cannot_take_the_lock_twice(tmp_path: Path) -> None:
         InstanceLock(path).acquire()
     with pytest.raises(RuntimeError), InstanceLock(path) as lock:
         lock.acquire()
+
+
+# ---- one lock per database, whatever it is called ------------------------------------------------------
+
+
+def _settings(db: Path) -> Settings:
+    return Settings(reconciler_db=db)
+
+
+def test_a_symlink_to_the_same_database_takes_the_same_lock(tmp_path: Path) -> None:
+    """The lock is keyed by the database's real path: a daemon on r.db blocks a run-once given a link."""
+    real = tmp_path / "state" / "r.db"
+    real.parent.mkdir()
+    real.touch()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    assert _settings(link).lock_path == _settings(real).lock_path == real.with_name("r.db.lock")
+    with InstanceLock(_settings(real).lock_path), pytest.raises(LockHeldError) as caught:
+        InstanceLock(_settings(link).lock_path).acquire()
+    assert caught.value.exit_code == EX_TEMPFAIL
+
+
+def test_a_symlinked_directory_also_resolves_to_one_lock(tmp_path: Path) -> None:
+    """/srv/state -> /var/lib/reconciler: both spellings of a not-yet-created database share the lock."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "srv").symlink_to(tmp_path / "var")
+    assert _settings(tmp_path / "srv" / "r.db").lock_path == tmp_path / "var" / "r.db.lock"
+
+
+def test_a_lock_path_that_is_a_directory_is_one_exit_78_line(tmp_path: Path) -> None:
+    """`<db>.lock` is a directory: a ConfigError naming it (exit 78), not an IsADirectoryError."""
+    path = tmp_path / "reconciler.db.lock"
+    path.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        InstanceLock(path).acquire()
+    assert caught.value.exit_code == EX_CONFIG
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"RECONCILER_DB: the lock file {path} cannot be used (Is a directory)")
+
+
+def test_the_lock_file_is_private_and_so_are_directories_it_creates(tmp_path: Path) -> None:
+    """A new lock file is 0600 and each directory created for it 0700."""
+    path = tmp_path / "a" / "b" / "reconciler.db.lock"
+    with InstanceLock(path):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from reconciler import keys
 from reconciler.model import (
+    AddNote,
     CreateProject,
     Defer,
     IntentState,
@@ -163,3 +164,10 @@ def test_read_needs_follow_this_cycles_deals_not_the_store() -> None:
     )
     assert needs.active == {"P1", "P9"}
     assert needs.adopt == {"P9"}
+
+
+def test_a_note_value_with_no_single_text_form_is_shown_empty_and_named() -> None:
+    odd = export("P1", 2000, co="4", COName={"text": "Rack"}, COStatus="Pending")
+    note = only(plan(linked_world(None, odd), MAPPING), AddNote)
+    assert note.title == "Change order 4: "
+    assert note.blanked == ("COName",)

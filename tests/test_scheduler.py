@@ -413,3 +413,36 @@ def test_rejected_credentials_three_cycles_in_a_row_stop_the_daemon_with_78(
     assert errors[0]["cycles"] == 3
     assert not any("traceback" in line or "Traceback" in str(line) for line in lines)
     assert [line["event"] for line in lines].count("cycle.credentials_rejected") == 4
+
+
+def test_a_database_fault_is_one_line_busy_retries_and_damage_stops_the_daemon_with_78(
+    log_lines: Callable[[], list[dict[str, object]]],
+) -> None:
+    """A locked or full database fails one cycle (one ERROR line, the next tick retries); a damaged one
+    cannot heal by restarting: one ERROR line, no traceback, exit 78."""
+    from reconciler.errors import StoreBusyError, StoreError
+
+    faults = iter([StoreBusyError("RECONCILER_DB: r.db: locked by another process"), None])
+    reports: list[CycleReport] = []
+
+    def cycle() -> CycleReport:
+        fault = next(faults, StoreError("RECONCILER_DB: r.db: the file is not a database; restore a backup"))
+        if fault is not None:
+            raise fault
+        return _report()
+
+    code = run_daemon(
+        cycle,
+        interval=0.05,
+        stop=threading.Event(),
+        notifier=Notifier(None),
+        on_report=reports.append,
+        install_signals=False,
+        jitter=0,
+    )
+    assert code == 78
+    assert [r.exit_code for r in reports] == [1, 0, 78]
+    lines = log_lines()
+    errors = [line["event"] for line in lines if line["level"] == "ERROR"]
+    assert errors == ["cycle.store_busy", "daemon.store_failed"]
+    assert not any("traceback" in line for line in lines)

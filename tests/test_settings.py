@@ -375,3 +375,202 @@ def test_config_errors_never_contain_a_secret_value(env) -> None:
     env.delenv("ZOHO_DC")
     env.delenv("RECONCILER_INTERVAL")
     assert "client-secret-value" not in repr(Settings())
+
+
+# ---- every value the runtime uses is checked -------------------------------------------------------------
+
+
+def _cycle_env(env: pytest.MonkeyPatch) -> None:
+    for name, value in CYCLE_ENV.items():
+        env.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("ZOHO_API_URL", "http://[::1", "is not a usable URL: Invalid IPv6 URL"),
+        ("ZOHO_API_URL", "http://[::zz]:8080", "is not a usable URL: '::zz' does not appear to be an IPv4"),
+        ("SI_BASE_URL", "https://", "has no host name"),
+        ("SI_BASE_URL", "https:///SI", "has no host name"),
+        ("SI_BASE_URL", "https://api.d-tools .com/SI", "must not contain spaces or control characters"),
+        (
+            "ZOHO_ACCOUNTS_URL",
+            "https://accounts.zoho.com:99999",
+            "is not a usable URL: bad port (use 1-65535)",
+        ),
+        (
+            "ZOHO_ACCOUNTS_URL",
+            "https://accounts.zoho.com:https",
+            "is not a usable URL: bad port (use 1-65535)",
+        ),
+        ("ZOHO_ACCOUNTS_URL", "https://accounts.zoho.com:0", "is not a usable URL: bad port (use 1-65535)"),
+        ("RECONCILER_HEALTHCHECK_URL", "https://hc_-.example..com/x", "is not a usable URL: bad host name"),
+        (
+            "ZOHO_API_URL",
+            "https://www.zohoapis.com/crm/v8",
+            "must be an origin (scheme://host[:port]) without a path; the client adds its own",
+        ),
+    ],
+)
+def test_a_url_the_client_cannot_use_is_one_line_naming_it(
+    env, mapping_in_cwd, variable: str, value: str, problem: str
+) -> None:
+    """No host, a space, a bad port or IPv6 literal, a path on an origin: one line, before any call."""
+    _cycle_env(env)
+    env.setenv(variable, value)
+    (line,) = _problems("run-once")
+    assert line.startswith(f"{variable}: {problem}")
+    assert line.endswith(f"(got {value!r})")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://[::1]:8443", "http://127.0.0.1:8080", "https://www.zohoapis.com.au/", "http://sim_host:9"],
+)
+def test_usable_origins_are_accepted(env, value: str) -> None:
+    """An IPv6 literal with a port, an IPv4 address, a trailing slash (dropped), an underscore in a name."""
+    env.setenv("ZOHO_API_URL", value)
+    assert Settings().zoho_api_url == value.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SI_API_KEY", "clé-secrète"),
+        ("SI_API_KEY", "abc\r\nX-Injected: 1"),
+        ("ZOHO_CLIENT_SECRET", "two words"),
+        ("ZOHO_REFRESH_TOKEN", "1000.abc\x07def"),
+    ],
+    ids=["non-ascii", "crlf", "space", "control"],
+)
+def test_a_secret_that_cannot_go_into_a_header_is_refused_without_showing_it(
+    env, mapping_in_cwd, variable: str, value: str
+) -> None:
+    """Non-ASCII or CR/LF in a secret: exit 78 naming the variable; the value itself is never printed."""
+    _cycle_env(env)
+    env.setenv(variable, value)
+    (line,) = _problems("run-once")
+    assert line.startswith(f"{variable}: must be printable ASCII without spaces or line breaks")
+    assert value not in line and "got" not in line
+
+
+def test_a_secret_with_a_trailing_newline_is_the_same_secret(env) -> None:
+    """`SI_API_KEY=$(cat key)` keeps the newline some editors add; it is trimmed, not refused."""
+    env.setenv("SI_API_KEY", "abc123\n")
+    key = Settings().si_api_key
+    assert key is not None and key.get_secret_value() == "abc123"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("RECONCILER_INTERVAL", "1000000000000", "Input should be less than or equal to 604800"),
+        ("RECONCILER_FULL_EVERY", "99999999999", "Input should be less than or equal to 31622400"),
+        ("RECONCILER_CALL_BUDGET", "0", "Input should be greater than 0"),
+        ("RECONCILER_CYCLE_BUDGET", "soon", "Input should be a valid number"),
+    ],
+)
+def test_intervals_and_budgets_are_bounded(
+    env, mapping_in_cwd, variable: str, value: str, problem: str
+) -> None:
+    """An interval the scheduler cannot hold, or a budget of nothing: one line naming the variable."""
+    _cycle_env(env)
+    env.setenv(variable, value)
+    (line,) = _problems("daemon")
+    assert line.startswith(f"{variable}: {problem}")
+
+
+def test_budgets_default_to_fractions_of_the_interval(env) -> None:
+    """Cycle budget 80% of the interval; call budget 120 s, or half the cycle budget when that is less."""
+    s = Settings()
+    assert (s.cycle_budget, s.call_budget) == (240.0, 120.0)
+    assert s.retry_policy().call_budget == 120.0
+    env.setenv("RECONCILER_INTERVAL", "60")
+    s = Settings()
+    assert (s.cycle_budget, s.call_budget) == (48.0, 24.0)
+    env.setenv("RECONCILER_CALL_BUDGET", "500")
+    env.setenv("RECONCILER_CYCLE_BUDGET", "100")
+    s = Settings()
+    assert (s.cycle_budget, s.call_budget) == (100.0, 100.0)
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_database_setting_is_refused_not_taken_as_the_working_directory(env, value: str) -> None:
+    """RECONCILER_DB= (empty) is exit 78 for every command, status included; nothing is touched."""
+    env.setenv("RECONCILER_DB", value)
+    (line,) = _problems("status")
+    assert line.startswith("RECONCILER_DB: is empty; name the database file")
+
+
+def test_a_database_setting_naming_a_directory_stops_every_command(env, tmp_path: Path) -> None:
+    """RECONCILER_DB naming a directory: one line for status as for run-once, before the lock or store."""
+    env.setenv("RECONCILER_DB", str(tmp_path))
+    (line,) = _problems("status")
+    assert line.startswith(f"RECONCILER_DB: {tmp_path} is a directory")
+
+
+def test_a_dotenv_that_is_not_utf8_names_the_file_and_the_line(env, tmp_path: Path) -> None:
+    """A Latin-1 byte in .env: one line naming the file, the line and its variable, not the value."""
+    (tmp_path / ".env").write_bytes(b"ZOHO_DC=eu\nSI_API_KEY=cl\xe9\n")
+    (line,) = _problems("status")
+    assert (
+        line == ".env: line 2 (SI_API_KEY) is not UTF-8 text; save the file as UTF-8 (the value is not shown)"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; tests/faults runs this as another user")
+def test_an_unreadable_dotenv_is_one_line_naming_it(env, tmp_path: Path) -> None:
+    """.env without read permission: one line naming the file."""
+    (tmp_path / ".env").write_text("ZOHO_DC=eu\n", encoding="utf-8")
+    (tmp_path / ".env").chmod(0)
+    (line,) = _problems("status")
+    assert line.startswith(".env: cannot read the settings file: Permission denied")
+
+
+def test_a_credential_file_that_is_not_utf8_names_the_setting_and_the_file(
+    env, creds, mapping_in_cwd
+) -> None:
+    """A systemd credential in another encoding: exit 78 naming the variable and the file."""
+    _cycle_env(env)
+    env.delenv("SI_API_KEY")
+    creds({})
+    directory = Path(os.environ["CREDENTIALS_DIRECTORY"])
+    (directory / "si_api_key").write_bytes(b"\xff\xfek\x00e\x00y\x00")
+    (line,) = _problems("run-once")
+    path = directory / "si_api_key"
+    assert line == f"SI_API_KEY: the credential file {path} is not UTF-8 text; write it again as UTF-8"
+
+
+@pytest.mark.parametrize("command", ["status", "history", "retry", "backup", "demo"])
+def test_commands_that_need_no_secret_never_open_the_credential_files(env, creds, command: str) -> None:
+    """Broken credential files (not UTF-8, unreadable) cannot stop status/history/retry/backup/demo."""
+    creds({})
+    directory = Path(os.environ["CREDENTIALS_DIRECTORY"])
+    (directory / "si_api_key").write_bytes(b"\xff\xfe")
+    (directory / "zoho_client_secret").write_text("x", encoding="utf-8")
+    (directory / "zoho_client_secret").chmod(0)
+    s = load_settings(command)
+    assert s.si_api_key is None and s.zoho_client_secret is None
+
+
+def test_a_command_reports_only_the_credential_files_it_uses(env, creds) -> None:
+    """auth needs the client id and secret: a broken SI key file does not stop it."""
+    creds({"zoho_client_id": "1000.id", "zoho_client_secret": "s3cret"})
+    (Path(os.environ["CREDENTIALS_DIRECTORY"]) / "si_api_key").write_bytes(b"\xff\xfe")
+    assert load_settings("auth").zoho_client_id == "1000.id"
+
+
+def test_a_metrics_file_that_cannot_be_written_stops_the_cycle_commands(
+    env, mapping_in_cwd, tmp_path
+) -> None:
+    """RECONCILER_METRICS_FILE naming a directory, or in a missing one: one line, exit 78, before a cycle."""
+    _cycle_env(env)
+    env.setenv("RECONCILER_METRICS_FILE", str(tmp_path))
+    example = tmp_path / "reconciler.prom"
+    assert _problems("daemon") == (
+        f"RECONCILER_METRICS_FILE: {tmp_path} is a directory; name a file in it, e.g. {example}",
+    )
+    env.setenv("RECONCILER_METRICS_FILE", str(tmp_path / "nowhere" / "r.prom"))
+    assert _problems("run-once") == (
+        f"RECONCILER_METRICS_FILE: the directory {tmp_path / 'nowhere'} does not exist",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -13,8 +15,9 @@ import peewee as pw
 import pytest
 from playhouse.migrate import SqliteMigrator, migrate
 
+from reconciler import logs
 from reconciler.clients.zoho import CachedToken
-from reconciler.errors import EX_CONFIG, ConfigError
+from reconciler.errors import EX_CONFIG, EX_FAIL, ConfigError, StoreBusyError, StoreError
 from reconciler.model import CycleReport, LinkState, Snapshot
 from reconciler.store import SCHEMA_VERSION, Store
 
@@ -80,13 +83,172 @@ def test_new_store_file_and_its_directory_are_private(tmp_path: Path) -> None:
         s.close()
 
 
-def test_existing_file_is_tightened_to_0600(tmp_path: Path) -> None:
-    """Opening a world-readable file made by someone else makes it private."""
-    path = tmp_path / "reconciler.db"
-    path.touch(mode=0o644)
-    path.chmod(0o644)
-    Store.open(path).close()
+def test_every_directory_the_store_creates_is_0700_and_the_file_0600_even_with_umask_0(
+    tmp_path: Path,
+) -> None:
+    """Each missing level is made 0700 (not just the last) and the file is born 0600, whatever the umask."""
+    path = tmp_path / "a" / "b" / "reconciler.db"
+    old = os.umask(0)
+    try:
+        Store.open(path).close()
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_an_existing_file_is_never_chmodded_and_a_loose_mode_is_reported(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 0644 database made by someone else keeps its mode; a warning says how to tighten it."""
+    path = tmp_path / "reconciler.db"
+    Store.open(path).close()
+    path.chmod(0o644)
+    logs.configure("text")
+    Store.open(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert f'store.mode_open db={path} mode=0644 fix="chmod 600 {path}"' in capfd.readouterr().err
+
+
+def test_a_database_made_read_only_is_not_chmodded_back(tmp_path: Path) -> None:
+    """An operator's 0400 stays 0400: root may still use it; anyone else gets one line naming the file."""
+    path = tmp_path / "reconciler.db"
+    Store.open(path).close()
+    path.chmod(0o400)
+    if os.geteuid() == 0:
+        Store.open(path).close()  # root's access ignores the mode; the point is that it stays
+    else:
+        with pytest.raises(
+            StoreError, match=rf"^RECONCILER_DB: {re.escape(str(path))} is read-only"
+        ) as caught:
+            Store.open(path)
+        assert caught.value.exit_code == EX_CONFIG
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+
+def _device_or_fifo(path: Path) -> str:
+    """A character device like /dev/null inside the temp directory (a FIFO when not root)."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        return "a character device"
+    except PermissionError:
+        os.mkfifo(path, 0o666)
+        return "a named pipe"
+
+
+@pytest.mark.parametrize("target", ["device", "directory", "cwd"])
+def test_a_path_that_is_not_a_regular_file_is_refused_and_left_untouched(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device (like /dev/null), a directory, or "." (an empty setting): one line, and its mode unchanged."""
+    monkeypatch.chdir(tmp_path)
+    if target == "device":
+        path = tmp_path / "null"
+        kind = _device_or_fifo(path)
+        expected = f"RECONCILER_DB: {path} is {kind}; name a database file"
+    elif target == "directory":
+        path = tmp_path / "state"
+        path.mkdir(mode=0o755)
+        expected = f"RECONCILER_DB: {path} is a directory; name the database file in it"
+    else:
+        path = Path(".")
+        expected = "RECONCILER_DB: . is a directory"
+    path.chmod(0o755 if target != "device" else 0o666)
+    before = os.stat(path).st_mode
+    with pytest.raises(StoreError) as caught:
+        Store.open(path)
+    assert caught.value.exit_code == EX_CONFIG
+    (problem,) = caught.value.problems
+    assert problem.startswith(expected)
+    assert os.stat(path).st_mode == before
+    assert not list(tmp_path.glob("*-wal")) and not list(tmp_path.glob("*.lock"))
+
+
+DAMAGE = {
+    "garbage": lambda good: bytes(range(256)) * 64,
+    "text": lambda good: b"deal,amount\n123,4500\n" * 200,
+    "truncated": lambda good: good[: len(good) // 2],
+    "header-only": lambda good: good[:100],
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_database_is_refused_and_never_overwritten(damage: str, tmp_path: Path) -> None:
+    """Garbage, a text file or a truncated copy: one line naming the file, how to restore; bytes untouched."""
+    good = tmp_path / "good.db"
+    store = Store.open(good)
+    for n in range(400):
+        store.audit(None, "update_deal", [("Amount", n, n + 1)], deal_id=str(n), project_id=None)
+    store.close()
+    path = tmp_path / "reconciler.db"
+    path.write_bytes(DAMAGE[damage](good.read_bytes()))
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        Store.open(path).history()
+    (problem,) = caught.value.problems
+    assert caught.value.exit_code == EX_CONFIG
+    assert problem.startswith(f"RECONCILER_DB: {path} is damaged or not a reconciler database (")
+    assert "copy the file written by `reconciler backup FILE` over" in problem
+    assert path.read_bytes() == before
+
+
+def test_a_schema_version_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
+    """schema_version 'banana' (a foreign or damaged file): one line naming it; the file is left as it was."""
+    path = tmp_path / "reconciler.db"
+    Store.open(path).close()
+    with closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("UPDATE state SET value = 'banana' WHERE key = 'schema_version'")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"its schema_version is 'banana', not a number") as caught:
+        Store.open(path)
+    assert caught.value.exit_code == EX_CONFIG
+    assert path.read_bytes() == before
+
+
+def test_a_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    """A file where a directory should be made: exit 78 naming the directory, nothing created."""
+    (tmp_path / "state").write_text("not a directory", encoding="utf-8")
+    path = tmp_path / "state" / "sub" / "reconciler.db"
+    with pytest.raises(StoreError) as caught:
+        Store.open(path)
+    assert caught.value.exit_code == EX_CONFIG
+    assert caught.value.problems[0].startswith(f"RECONCILER_DB: {path}: a part of the path is a file")
+
+
+def test_a_database_locked_past_the_busy_timeout_is_a_transient_one_line_error(tmp_path: Path) -> None:
+    """Another process holds a write lock longer than the busy timeout: exit 1, naming the file."""
+    path = tmp_path / "reconciler.db"
+    store = Store.open(path, busy_timeout=0.2)
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreBusyError) as caught:
+            store.set_state("k", "v")
+        other.execute("ROLLBACK")
+    assert caught.value.exit_code == EX_FAIL
+    assert caught.value.problems[0].startswith(f"RECONCILER_DB: {path} is locked by another process for more")
+    store.set_state("k", "v")  # the lock is gone: the store works again
+    assert store.get_state("k") == "v"
+    store.close()
+
+
+def test_a_full_disk_rolls_back_and_the_store_keeps_working(tmp_path: Path) -> None:
+    """SQLITE_FULL inside a transaction: one transient line (not 'cannot rollback'); nothing half-written."""
+    path = tmp_path / "reconciler.db"
+    store = Store.open(path)
+    pages = store.db.execute_sql("PRAGMA page_count").fetchone()[0]
+    store.db.execute_sql(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StoreBusyError) as caught, store.atomic():
+        store.set_state("marker", "x")
+        for n in range(2000):
+            store.audit(None, "update_deal", [("Amount", "x" * 100, n)], deal_id=str(n), project_id=None)
+    assert caught.value.exit_code == EX_FAIL
+    assert caught.value.problems[0].startswith(f"RECONCILER_DB: {path}: the disk is full (")
+    assert store.get_state("marker") is None and store.history() == []
+    store.db.execute_sql("PRAGMA max_page_count = 1073741823")
+    store.set_state("marker", "y")
+    assert store.get_state("marker") == "y"
+    store.close()
 
 
 def test_store_uses_wal_and_records_its_schema_version(store: Store) -> None:

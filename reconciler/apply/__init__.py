@@ -25,6 +25,7 @@ from reconciler.apply.si_writes import SiWriter
 from reconciler.apply.zoho_writes import DealWrite, ZohoWriter
 from reconciler.clients.si import SiClient
 from reconciler.clients.zoho import ZohoClient
+from reconciler.errors import StopRequested
 from reconciler.logs import event
 from reconciler.mapping import Mapping
 from reconciler.model import (
@@ -83,6 +84,30 @@ class Applier:
         for action in plan.actions:
             if isinstance(action, Park | Conflict | Defer):
                 self._record(action)
+        try:
+            self._execute(plan)
+        except StopRequested:  # a stop cut a retry wait short: what is left waits for the rerun
+            book.result.stopped = True
+        book.blocked |= {a.key for a in plan.actions} - book.finished
+        acks = self._settle(plan.settles)
+        for ack in acks:
+            if book.stopping():
+                break
+            try:
+                self.si.ack(ack)
+            except StopRequested:
+                book.result.stopped = True
+                break
+        self._close(plan.resolved)
+        for export in plan.unknown:
+            self.store.note_unknown_project(
+                export.project_id, export.integration_id, _text(export.values, "name")
+            )
+        return book.result
+
+    def _execute(self, plan: Plan) -> None:
+        """The plan's writes, in order: creates, SI updates, deal writes (write-backs included), notes."""
+        book = self.book
         writes: list[DealWrite] = []
         for create in _of(plan, CreateProject):
             if book.stopping():
@@ -101,18 +126,6 @@ class Applier:
         writes.extend(DealWrite.of(u) for u in _of(plan, UpdateDeal))
         self.zoho.write_deals(writes)
         self.zoho.add_notes(_of(plan, AddNote))
-        book.blocked |= {a.key for a in plan.actions} - book.finished
-        acks = self._settle(plan.settles)
-        for ack in acks:
-            if book.stopping():
-                break
-            self.si.ack(ack)
-        self._close(plan.resolved)
-        for export in plan.unknown:
-            self.store.note_unknown_project(
-                export.project_id, export.integration_id, _text(export.values, "name")
-            )
-        return book.result
 
     # ---- what the planner found ---------------------------------------------------------------------
 

@@ -131,6 +131,10 @@ class ZohoWriter:
                     input_hash=note.input_hash,
                     cycle_id=book.cycle_id,
                 )
+        blanked = [note for note in notes if note.blanked]
+        if blanked:  # counted once per cycle: a value with no single text form was shown empty
+            fields = sorted({name for note in blanked for name in note.blanked})
+            event("note.blank_values", "WARNING", notes=len(blanked), fields=",".join(fields))
         for note in notes:
             if note.look_first:
                 if book.stopping():

@@ -148,6 +148,10 @@ def _int(record: Mapping[str, Any], key: str, endpoint: str) -> int:
     raise ProtocolError(endpoint, f"{key!r} is not an integer")
 
 
+def _redacted(text: str | None) -> str | None:
+    return None if text is None else redactor(text)
+
+
 def _message_status(record: object, endpoint: str) -> MessageStatus:
     if not isinstance(record, dict):
         raise ProtocolError(endpoint, "a message status is not a JSON object")
@@ -156,7 +160,8 @@ def _message_status(record: object, endpoint: str) -> MessageStatus:
         type_id=_int(record, "typeid", endpoint),
         status_id=_int(record, "statusid", endpoint),
         imported_on=_optional_text(record, "importedon"),
-        error_message=_optional_text(record, "errormessage"),
+        # Redacted here: it becomes the deal's SI_Sync_Status, which every CRM user reads.
+        error_message=_redacted(_optional_text(record, "errormessage")),
     )
 
 

@@ -33,6 +33,7 @@ from reconciler.clients.zoho_auth import (
     json_or_none,
 )
 from reconciler.errors import CredentialsError, PermanentApiError, ProtocolError
+from reconciler.logs import redactor
 from reconciler.queries import COQL_MAX_ROWS, select
 
 __all__ = [
@@ -282,8 +283,8 @@ class ZohoClient:
                 RecordResult(
                     ok=ok,
                     id=str(record_id) if record_id is not None else None,
-                    code=str(item.get("code", "")),
-                    message=str(item.get("message", "")),
+                    code=redactor(str(item.get("code", ""))),
+                    message=redactor(str(item.get("message", ""))),  # stored and shown: may echo a token
                     details=details,
                 )
             )

@@ -256,6 +256,7 @@ class ZohoAuth(httpx.Auth):
         now = self._clock()
         cached = self._cache.load_token(self.cache_key)
         if cached is not None and cached.expires_at - REFRESH_EARLY > now and cached.access_token != stale:
+            redactor.add(cached.access_token)  # issued by an earlier process: redact it in this one too
             return cached.access_token
         if self._cache.tokens_issued_since(self.cache_key, now - TOKEN_WINDOW) >= TOKENS_PER_WINDOW:
             raise TransientApiError(

@@ -13,9 +13,10 @@ from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 
 from reconciler import keys
-from reconciler.mapping import Mapping, render_template
+from reconciler.mapping import Mapping
 from reconciler.model import AddNote, IntentState, SiExport
 from reconciler.plan.common import CONTENT_MAX, TITLE_MAX, note_reference, truncate
+from reconciler.templates import render
 
 __all__ = ["plan_notes"]
 
@@ -40,9 +41,10 @@ def plan_notes(
             continue
         planned.add(key)
         reference = note_reference(project_id, export.co_number, status)
-        title = truncate(render_template(mapping.change_order_title, export.values), TITLE_MAX)
-        body = render_template(mapping.change_order_body, export.values)
-        body = truncate(body, CONTENT_MAX - len(reference) - 2)
+        title_text = render(mapping.change_order_title, export.values)
+        body_text = render(mapping.change_order_body, export.values)
+        title = truncate(title_text.text, TITLE_MAX)
+        body = truncate(body_text.text, CONTENT_MAX - len(reference) - 2)
         notes.append(
             AddNote(
                 key,
@@ -53,6 +55,7 @@ def plan_notes(
                 title,
                 f"{body}\n\n{reference}",
                 look_first=intent is not None and intent.status in (keys.PENDING, keys.RETRY),
+                blanked=tuple(dict.fromkeys((*title_text.blanked, *body_text.blanked))),
             )
         )
     return notes

@@ -365,10 +365,10 @@ def test_coql_400_is_permanent_names_the_code_and_is_not_retried(sim: ZohoSim, r
     assert sim.count("POST", "/crm/v8/coql") == 1
 
 
-def test_iter_records_refuses_more_than_50_fields(rig: RigFactory) -> None:
-    """COQL selects at most 50 fields (id included): more is a ValueError before any call."""
-    with pytest.raises(ValueError, match="50"):
-        list(rig().client.iter_records([f"F{n}" for n in range(50)], FLAGGED))
+def test_iter_records_refuses_more_than_500_fields(rig: RigFactory) -> None:
+    """COQL selects at most 500 fields since v7 (id included): more is a ValueError before any call."""
+    with pytest.raises(ValueError, match="500"):
+        list(rig().client.iter_records([f"F{n}" for n in range(500)], FLAGGED))
 
 
 # ---- writes -------------------------------------------------------------------------------------------

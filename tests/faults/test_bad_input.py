@@ -1,14 +1,18 @@
-"""The bad-input table (README, "Bad input"): one case per row, each showing the message the user sees.
+"""The bad-input table (README, "Bad input"; the rows live in ``table.py``): one test per row.
 
-Settings and mapping problems stop every command with exit 78 and one line naming the variable or the
-mapping key, no traceback. Bad records (a Zoho deal, an SI export) are parked or skipped with a message
-naming the record and the field, while the other records of the same cycle go through.
+Settings, mapping and database problems stop every command with their exit code (78, or 1 and 75 for a
+transient store fault and a held lock) and one line naming the variable, the mapping key or the file;
+each row runs through the real ``reconciler`` command, and a sweep runs every row under every command
+that reads them, looking for a traceback. Bad records (a Zoho deal, an SI export) are parked or skipped
+with a message naming the record and the field while the other records of the cycle go through; those
+rows are pinned by the tests below.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,128 +26,80 @@ from reconciler import keys, logs
 from reconciler.context import Context
 from reconciler.plan import project_guid
 from reconciler.sim.harness import IN_PROCESS_SI, SimPair
-from tests.conftest import DEFAULT_MAPPING, TWO_WAY_MAPPING, cycle, run_cli
+from tests.conftest import ROOT, TWO_WAY_MAPPING, cycle, run_cli
+from tests.faults.table import ROWS, RUNNABLE, Row, modes, pattern, render_readme, run, sandbox
 
-# ---- settings -----------------------------------------------------------------------------------------
-
-SETTINGS = [
-    pytest.param({"ZOHO_CLIENT_ID": None}, "ZOHO_CLIENT_ID: required setting is missing", id="no-client-id"),
-    pytest.param(
-        {"RECONCILER_INTERVAL": "soon"},
-        "RECONCILER_INTERVAL: Input should be a valid integer, unable to parse string as an integer "
-        "(got 'soon')",
-        id="interval-not-a-number",
-    ),
-    pytest.param(
-        {"RECONCILER_INTERVAL": "0"},
-        "RECONCILER_INTERVAL: Input should be greater than 0 (got '0')",
-        id="interval-zero",
-    ),
-    pytest.param(
-        {"ZOHO_DC": "mars"},
-        "ZOHO_DC: Input should be 'com', 'eu', 'in', 'com.au', 'jp', 'ca', 'sa', 'uk' or 'com.cn'"
-        " (got 'mars')",
-        id="unknown-dc",
-    ),
-    pytest.param(
-        {"SI_BASE_URL": "api.d-tools.com/SI"},
-        "SI_BASE_URL: Value error, must start with http:// or https:// (got 'api.d-tools.com/SI')",
-        id="url-without-scheme",
-    ),
-    pytest.param(
-        {"RECONCILER_MAPPING": "{tmp}/missing.toml"},
-        "RECONCILER_MAPPING: file not found: {tmp}/missing.toml",
-        id="mapping-file-missing",
-    ),
-    pytest.param(
-        {"ZOHO_REFRESH_TOKEN": None},
-        "ZOHO_REFRESH_TOKEN: required (or ZOHO_SOID for the client-credentials grant); run "
-        "`reconciler auth --code CODE` to get a refresh token",
-        id="no-refresh-token-nor-soid",
-    ),
-]
+# ---- the table, through the real command ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("change", "message"), SETTINGS)
-def test_a_bad_setting_exits_78_with_one_line_naming_the_variable(
-    change: dict[str, str | None], message: str, tmp_path: Path
-) -> None:
-    """`run-once` with one bad setting prints exactly one line naming the variable, exits 78, no traceback."""
-    env = SimPair().environment(tmp_path / "reconciler.db", DEFAULT_MAPPING)
-    for name, value in change.items():
-        if value is None:
-            env.pop(name)
+@pytest.mark.parametrize("row", RUNNABLE, ids=[row.id for row in RUNNABLE])
+def test_each_bad_input_gives_its_exit_code_and_one_line_naming_the_culprit(row: Row) -> None:
+    """The row's command exits with its code and prints exactly its one line; named paths keep their mode."""
+    assert row.setup is not None
+    with sandbox() as box:
+        skip = row.setup(box)
+        if skip:
+            pytest.skip(skip)
+        before = modes(box, row.unchanged)
+        result = run(box, row.command)
+        lines = result.stderr.splitlines()
+        assert result.returncode == row.exit_code, result.stdout + result.stderr
+        if row.message is None:
+            assert lines == [], result.stderr
         else:
-            env[name] = value.format(tmp=tmp_path)
-    result = run_cli(["run-once"], env, tmp_path)
-    assert result.returncode == 78
-    assert result.stderr.splitlines() == [f"reconciler: {message.format(tmp=tmp_path)}"]
-    assert result.stdout == ""
+            assert len(lines) == 1, result.stderr
+            assert pattern("reconciler: " + row.message, box.subs).fullmatch(lines[0]), lines[0]
+        assert modes(box, row.unchanged) == before
+        if row.command == ("run-once",) and row.exit_code != 0:
+            assert result.stdout == ""
 
 
-# ---- mapping ------------------------------------------------------------------------------------------
-
-_ZOHO = """
-[zoho]
-module = "Deals"
-flag_field = "Send_to_SI"
-link_field = "SI_Project_ID"
-"""
-_CREATE = """
-[create]
-Name = "Deal_Name"
-Client = "Account_Name.name"
-"""
-
-
-def _fields(direction: str = "si_to_zoho", si: str = "Price", extra: str = "") -> str:
-    return f'\n[[fields]]\nzoho = "Amount"\nsi = "{si}"\ndirection = "{direction}"\n{extra}'
+def _sweep(command: tuple[str, ...]) -> dict[str, str]:
+    """Run ``command`` in each runnable row's sandbox; the rows where it printed a traceback or exited
+    with a code outside the contract."""
+    found: dict[str, str] = {}
+    for row in RUNNABLE:
+        assert row.setup is not None
+        with sandbox() as box:
+            if row.setup(box):
+                continue  # skipped on this machine, as its own test says
+            result = run(box, command)
+        if "Traceback" in result.stderr or result.returncode not in (0, 1, 2, 75, 78):
+            found[row.id] = f"exit {result.returncode}: {result.stderr[-300:]}"
+    return found
 
 
-MAPPINGS = [
-    pytest.param(
-        _ZOHO + _CREATE + _fields() + '\n[extras]\ncolour = "blue"\n',
-        "[extras]: unknown section (known: create, fields, notes, zoho)",
-        id="unknown-section",
-    ),
-    pytest.param(
-        _ZOHO + _CREATE + _fields(direction="sideways"),
-        "fields[0].direction: unknown direction 'sideways' (use si_to_zoho | zoho_to_si | both)",
-        id="unknown-direction",
-    ),
-    pytest.param(
-        _ZOHO + _CREATE + _fields() + '\n[notes]\nchange_order_title = "CO {CONumber}: {Colour}"\n',
-        "notes.change_order_title: {Colour} is not an SI field",
-        id="placeholder-not-an-si-field",
-    ),
-    pytest.param(
-        _ZOHO + _CREATE + _fields(direction="zoho_to_si"),
-        'fields[0].si: SI cannot receive Price (it has no ProjectFieldId); use direction = "si_to_zoho"',
-        id="zoho-to-si-on-price",
-    ),
-    pytest.param(
-        _ZOHO.replace("[zoho]", "[zoho") + _CREATE,
-        "invalid TOML: Expected ']' at the end of a table declaration (at line 2, column 6)",
-        id="invalid-toml",
-    ),
-    pytest.param(
-        _ZOHO + _CREATE + _fields(extra='colour = "blue"\n'),
-        "fields[0].colour: unknown key",
-        id="unknown-key",
-    ),
-]
+def test_status_prints_no_traceback_for_any_row_of_the_table() -> None:
+    """`reconciler status` (which needs no secret) in every row's sandbox: no traceback, a contract code."""
+    assert _sweep(("status",)) == {}
 
 
-@pytest.mark.parametrize(("text", "problem"), MAPPINGS)
-def test_a_bad_mapping_exits_78_with_one_line_naming_the_key(text: str, problem: str, tmp_path: Path) -> None:
-    """`run-once` with a broken mapping: one line naming the file and the key, exit 78, no traceback."""
-    mapping = tmp_path / "mapping.toml"
-    mapping.write_text(text, encoding="utf-8")
-    env = SimPair().environment(tmp_path / "reconciler.db", mapping)
-    result = run_cli(["run-once"], env, tmp_path)
-    assert result.returncode == 78, result.stderr
-    assert result.stderr.splitlines() == [f"reconciler: mapping {mapping}: {problem}"]
-    assert result.stdout == ""
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command", [("history",), ("check", "--offline"), ("status", "--json")], ids=" ".join
+)
+def test_no_other_command_prints_a_traceback_for_any_row_of_the_table(command: tuple[str, ...]) -> None:
+    """history, check --offline and status --json in every row's sandbox (make proof): no traceback."""
+    assert _sweep(command) == {}
+
+
+def test_the_readme_bad_input_tables_are_the_table_in_this_folder() -> None:
+    """README's "Bad input" tables equal tests/faults/table.py row for row (regenerate it from there)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for section, lines in render_readme().items():
+        heading = f"### {section}\n\n"
+        assert heading in readme, f"README has no section {section!r}"
+        block = readme.split(heading, 1)[1].split("\n\n", 1)[0].splitlines()
+        assert block == lines, f"README section {section!r} differs from tests/faults/table.py"
+
+
+def test_every_documented_row_is_pinned_by_a_test() -> None:
+    """A row without a setup names the test that pins it, and that test exists."""
+    module = sys.modules[__name__]
+    for row in ROWS:
+        assert (row.setup is None) == (row.pinned_by is not None), row.what
+        if row.pinned_by is not None:
+            assert callable(getattr(module, row.pinned_by, None)), row.pinned_by
 
 
 # ---- bad records --------------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ def test_order_offset_and_more_records(sim: ZohoSim, api: httpx.Client) -> None:
     [
         ("select Deal_Name from Deals where Amount > 1 limit 2001", "LIMIT_EXCEEDED"),
         ("select Deal_Name from Deals where Amount > 1 limit 2000 offset 98001", "LIMIT_EXCEEDED"),
-        ("select " + ", ".join(["Deal_Name"] * 51) + " from Deals where Amount > 1", "LIMIT_EXCEEDED"),
+        ("select " + ", ".join(["Deal_Name"] * 501) + " from Deals where Amount > 1", "LIMIT_EXCEEDED"),
         ("select Nope from Deals where Amount > 1", "INVALID_QUERY"),
         ("select Deal_Name from Deals where Nope = 1", "INVALID_QUERY"),
         ("select Deal_Name from Deals where Amount >", "SYNTAX_ERROR"),
@@ -245,7 +245,7 @@ def test_order_offset_and_more_records(sim: ZohoSim, api: httpx.Client) -> None:
     ],
 )
 def test_coql_limits_and_errors(sim: ZohoSim, api: httpx.Client, query: str, code: str) -> None:
-    """Limits (2,000 rows, 100,000 offset+limit, 50 fields) and bad names/values are 400 with Zoho's codes."""
+    """Limits (2,000 rows, 100,000 offset+limit, 500 fields) and bad names/values are 400 with Zoho codes."""
     sim.add_deal(Deal_Name="A", Amount=5)
     answer = coql(api, query)
     assert answer.status_code == 400

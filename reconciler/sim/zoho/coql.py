@@ -318,8 +318,8 @@ class CoqlEngine:
     def _run(self, query: Query) -> tuple[list[dict[str, Any]], bool]:
         if query.module.lower() != "deals":
             raise CoqlError("INVALID_QUERY", "invalid module given", clause="from", module=query.module)
-        if len(query.fields) > 50:
-            raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=50, clause="select")
+        if len(query.fields) > 500:  # since v7 (Kaizen #183; reference, Corrections)
+            raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=500, clause="select")
         criteria = atoms(query.where)
         if len(criteria) > 25:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=25, clause="where")
