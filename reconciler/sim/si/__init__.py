@@ -5,6 +5,9 @@ Publishes (``POST /Publish/Projects[/Update]``) queue *publish messages* (pendin
 check-in with automatic export, *exports* the project. Exports are *export messages*: a ``ProjectInfo``
 entry in ``GET /Subscribe/Projects`` plus a full snapshot for ``GetProjectByMessageId``, hidden once
 acknowledged with ``MarkAsImported``. Test hooks edit projects and change orders as an SI user would.
+A publish's nested properties (``BillingAddress``, ``Contacts`` ...) are bound by SI's ``Project`` schema and
+kept; each project gets a client from :attr:`SiSim.clients`, keyed by ``IntegrationClientId``, falling back
+to the client name.
 
 Modules: :mod:`.fields` (field names, UpdateFields ids, value conversion), :mod:`.messages` (the
 records kept), :mod:`.state` (queues, projects and the test hooks), :mod:`.routes` (HTTP handling).

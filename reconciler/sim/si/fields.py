@@ -11,6 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from reconciler.vendor import si_schemas
+
 __all__ = [
     "CANONICAL",
     "INFO_FIELDS",
@@ -18,6 +20,7 @@ __all__ = [
     "PROJECT_LISTS",
     "UPDATE_FIELDS",
     "Reject",
+    "bind_nested",
     "co_key",
     "co_out",
     "convert",
@@ -76,6 +79,39 @@ _DATE_FIELDS = {"StartDate", "EndDate", "EstimatedCloseDate", "CloseDate"}
 _DECIMAL_CUSTOM = {*range(15, 19), *range(55, 65)}
 _DATE_CUSTOM = set(range(19, 23))
 _BOOL_CUSTOM = {*range(23, 27), *range(65, 76)}
+
+
+def bind_nested(prop: str, value: Any) -> Any:
+    """A nested publish property (``BillingAddress``, ``Contacts`` ...) bound as ASP.NET binds it: keys in
+    any case stored under SI's names (the vendored OpenAPI ``Project`` schema), unknown keys dropped, a
+    boolean property given anything but a JSON boolean refused (Reject 400); other properties as given."""
+    schemas = si_schemas()
+    spec = next((v for k, v in schemas["Project"]["properties"].items() if k.lower() == prop.lower()), None)
+    if spec is None or value is None:
+        return value
+    listed = "array" in (spec.get("type") or [])
+    ref = (spec.get("items", {}) if listed else spec).get("$ref", "")
+    target = schemas.get(str(ref).rsplit("/", 1)[-1])
+    if target is None:
+        return value
+    if listed and not isinstance(value, list):
+        raise Reject(400, f"The request is invalid. ({prop}: expected a list)")
+    elements = value if listed else [value]
+    bound: list[dict[str, Any]] = []
+    for element in elements:
+        if not isinstance(element, dict):
+            raise Reject(400, f"The request is invalid. ({prop}: expected an object)")
+        names = {name.lower(): name for name in target["properties"]}
+        item: dict[str, Any] = {}
+        for key, given in element.items():
+            name = names.get(str(key).lower())
+            if name is None:
+                continue
+            if target["properties"][name].get("type") == "boolean" and not isinstance(given, bool):
+                raise Reject(400, f"The request is invalid. ({prop}.{name[:1].upper()}{name[1:]})")
+            item[name[:1].upper() + name[1:]] = given
+        bound.append(item)
+    return bound if listed else bound[0]
 
 
 class Reject(Exception):

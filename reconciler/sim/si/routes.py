@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.sim.si.fields import CANONICAL, UPDATE_FIELDS, Reject, co_key, guid
+from reconciler.sim.si.fields import CANONICAL, UPDATE_FIELDS, Reject, bind_nested, co_key, guid
 from reconciler.sim.si.messages import Ack, ExportMessage, Fault, PublishMessage, SimRequest
 from reconciler.sim.si.state import SiState
 
@@ -131,6 +131,7 @@ class SiSim(SiState):
         if not isinstance(body, dict):
             raise Reject(400, _INVALID)
         given = {CANONICAL.get(str(k).lower(), str(k)): v for k, v in body.items()}
+        given = {k: bind_nested(k, v) if isinstance(v, dict | list) else v for k, v in given.items()}
         for required in ("Client", "Name"):
             if not given.get(required):
                 raise Reject(400, f"The {required} field is required.")

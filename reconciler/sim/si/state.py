@@ -67,7 +67,9 @@ class SiState:
         self._import_failures: list[str] = []
         self._last_ms = 0
         self._numbers = 1000
-        self._client_ids: dict[str, str] = {}
+        # SI's clients, by their ClientId: Name, IntegrationId (the integration's IntegrationClientId),
+        # Number, and what the first project brought (BillingAddress, Contacts).
+        self.clients: dict[str, dict[str, Any]] = {}
 
     # -- test hooks: the SI side -----------------------------------------------------------------------
 
@@ -273,6 +275,7 @@ class SiState:
             if project_id in self.projects:  # the same Id again: update, never a second project
                 self.projects[project_id].update(fields)
                 self.projects[project_id]["UpdatedOn"] = self._iso()
+                self._attach_client(self.projects[project_id])
             else:
                 self.projects[project_id] = self._new_project(project_id, fields)
             return
@@ -282,10 +285,30 @@ class SiState:
         self.projects[project_id].update(converted)
         self.projects[project_id]["UpdatedOn"] = self._iso()
 
+    def _attach_client(self, project: dict[str, Any]) -> None:
+        """Give the project its SI client: the one with its ``IntegrationClientId``; else, falling back to
+        the name (any case), one of that name (with an id: one no integration claimed yet, which then
+        takes the id); else a new one. The project then shows the client's own name, however this publish
+        spelled it."""
+        integration = str(project.get("IntegrationClientId") or "") or None
+        name = str(project.get("Client") or "")
+        clients = list(self.clients.values())
+        found = next((c for c in clients if integration and c["IntegrationId"] == integration), None)
+        if found is None:
+            named = (c for c in clients if c["Name"].lower() == name.lower())
+            found = next((c for c in named if integration is None or c["IntegrationId"] is None), None)
+        if found is None:
+            client_id = str(uuid.uuid4())
+            found = self.clients[client_id] = {"Id": client_id, "Name": name, "IntegrationId": None}
+            found |= {"Number": project.get("ClientNumber"), "BillingAddress": project.get("BillingAddress")}
+            found["Contacts"] = copy.deepcopy(project.get("Contacts") or [])
+        if integration and found["IntegrationId"] is None:
+            found["IntegrationId"] = integration
+        project["ClientId"], project["Client"] = found["Id"], found["Name"]
+
     def _new_project(self, project_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         self._numbers += 1
         now = self._iso()
-        client = str(fields.get("Client") or "")
         # Every property of SI's Project model is present, null when unset (ASP.NET serializes them all,
         # as the help page's Project sample shows); collections are empty lists.
         project: dict[str, Any] = dict.fromkeys(PROJECT_FIELDS)
@@ -293,7 +316,6 @@ class SiState:
         project |= {
             "Id": project_id,
             "IntegrationProjectId": None,
-            "ClientId": self._client_ids.setdefault(client.lower(), str(uuid.uuid4())),
             "Number": f"P-{self._numbers}",
             "Progress": None,
             "Price": 0.0,
@@ -310,6 +332,7 @@ class SiState:
             "UpdatedOn": now,
         }
         project.update(fields)
+        self._attach_client(project)
         return project
 
     def _co_view(self, project_id: str, co: str | None) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 ``select f, ... from Deals [where C] [order by f [asc|desc]] [limit N[, M]] [offset M]``, with criteria
 grouped in pairs as Zoho demands (``((A and B) and C)``; ``A and B and C`` is a ``SYNTAX_ERROR``), the
-operators ``= != > >= < <= is [not] null [not] in``, and the lookup joins ``X.id`` and
-``Account_Name.Account_Name``. Errors are :class:`CoqlError` carrying Zoho's code and details.
+operators ``= != > >= < <= is [not] null [not] in``, and the lookup joins ``X.id`` and ``X.field`` (any
+field of the looked-up account, contact or user), at most two lookups and 15 joined columns a query.
+Errors are :class:`CoqlError` carrying Zoho's code and details.
 
 :class:`CoqlEngine` evaluates a parsed query against the simulator's deals; :class:`ZohoSim` inherits it.
 """
@@ -18,9 +19,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["BooleanLiterals", "CoqlEngine", "CoqlError", "Query", "atoms", "parse"]
+__all__ = [
+    "MAX_JOIN_COLUMNS",
+    "MAX_RELATIONS",
+    "USER_FIELDS",
+    "BooleanLiterals",
+    "CoqlEngine",
+    "CoqlError",
+    "Query",
+    "atoms",
+    "parse",
+]
 
 BooleanLiterals = Literal["any", "quoted", "bare"]
+# What a join to a user (an owner lookup) reads: the Users API's keys. Users are not a module of the fields
+# metadata API, so no catalogue is served for them.
+USER_FIELDS = ("full_name", "first_name", "last_name", "email")
+# COQL-Limitations (v7/v8): "a maximum of two relations (joins) in a select query" and "a maximum of 15
+# SELECT clause JOINs". The simulator holds queries to the stricter reading of each: two lookups joined,
+# 15 joined columns.
+MAX_RELATIONS = 2
+MAX_JOIN_COLUMNS = 15
 _PARSE_ERROR = "error occured while parsing the query"  # Zoho's own words (and spelling), OAS 400 example
 
 
@@ -209,6 +228,22 @@ class _Parser:
         raise CoqlError("SYNTAX_ERROR", _PARSE_ERROR, near=text)
 
 
+def _relation_limits(
+    query: Query, meta: dict[str, dict[str, Any]], joined: Callable[..., str | None]
+) -> None:
+    """LIMIT_EXCEEDED for a query joining more lookups, or selecting more joined columns, than COQL allows."""
+    names = [*query.fields, query.order_by, *(atom.field for atom in atoms(query.where))]
+    lookups = {n.split(".", 1)[0] for n in names if "." in n and not n.endswith(".id")}
+    relations = sorted(base for base in lookups if joined(base, meta) is not None)
+    if len(relations) > MAX_RELATIONS:
+        raise CoqlError(
+            "LIMIT_EXCEEDED", "limit exceeded", limit=MAX_RELATIONS, clause="select", relations=relations
+        )
+    join_columns = [n for n in dict.fromkeys(query.fields) if "." in n and not n.endswith(".id")]
+    if len(join_columns) > MAX_JOIN_COLUMNS:
+        raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=MAX_JOIN_COLUMNS, clause="select")
+
+
 def atoms(cond: _Atom | _Pair | None) -> list[_Atom]:
     if cond is None:
         return []
@@ -228,14 +263,31 @@ def parse(text: str, *, booleans: BooleanLiterals = "any") -> Query:
 
 
 class CoqlEngine:
-    """Runs parsed queries over ``deals``: lookups through ``accounts``, types from ``fields_meta``."""
+    """Runs parsed queries over ``deals``: types from ``fields_meta``; a join ``X.field`` reads the record
+    the deal's lookup ``X`` points at (``accounts``, ``contacts``, or ``users`` for an owner lookup), its
+    type from that module's catalogue (``module_fields``)."""
 
     deals: dict[str, dict[str, Any]]
-    accounts: dict[str, str]
+    accounts: dict[str, dict[str, Any]]
+    contacts: dict[str, dict[str, Any]]
+    users: dict[str, dict[str, Any]]
     fields_meta: list[dict[str, Any]]
+    module_fields: dict[str, list[dict[str, Any]]]
 
     def _meta(self) -> dict[str, dict[str, Any]]:
         return {entry["api_name"]: entry for entry in self.fields_meta}
+
+    def _joined(self, base: str, meta: dict[str, dict[str, Any]]) -> str | None:
+        """The module a deal lookup points at (``Users`` for an owner lookup), or None."""
+        entry = meta.get(base, {})
+        if entry.get("data_type") in ("ownerlookup", "userlookup"):
+            return "Users"
+        if entry.get("data_type") == "lookup":
+            return str(entry.get("lookup", {}).get("module", {}).get("api_name") or "") or None
+        return None
+
+    def _records(self, module: str) -> dict[str, dict[str, Any]]:
+        return {"Accounts": self.accounts, "Contacts": self.contacts, "Users": self.users}.get(module, {})
 
     def _column_type(self, name: str, meta: dict[str, dict[str, Any]], clause: str) -> str:
         if name == "id":
@@ -243,11 +295,14 @@ class CoqlEngine:
         if name in meta:
             return str(meta[name]["data_type"])
         base, _, sub = name.partition(".")
-        if base in meta and meta[base]["data_type"] == "lookup":
-            if sub == "id":
-                return "bigint"
-            if base == "Account_Name" and sub == "Account_Name":
-                return "text"
+        module = self._joined(base, meta)
+        if module is not None and sub == "id":
+            return "bigint"
+        if module == "Users" and sub in USER_FIELDS:
+            return "text"
+        joined = {f["api_name"]: f for f in self.module_fields.get(module or "", [])}
+        if sub in joined:
+            return str(joined[sub]["data_type"])
         raise CoqlError("INVALID_QUERY", "column given seems to be invalid", column_name=name, clause=clause)
 
     def _read(self, deal: dict[str, Any], name: str, dtype: str) -> Any:
@@ -259,7 +314,11 @@ class CoqlEngine:
             ref = deal.get(base)
             if not isinstance(ref, Mapping):
                 return None
-            return ref.get("id") if sub == "id" else self.accounts.get(str(ref.get("id")), ref.get("name"))
+            if sub == "id":
+                return ref.get("id")
+            module = self._joined(base, self._meta()) or ""
+            value = self._records(module).get(str(ref.get("id")), {}).get(sub)
+            return None if value in ("", []) else copy.deepcopy(value)
         value = deal.get(name)
         if dtype == "boolean":
             return bool(value)
@@ -330,6 +389,7 @@ class CoqlEngine:
         if query.offset + query.limit > 100_000:
             raise CoqlError("LIMIT_EXCEEDED", "limit exceeded", limit=100_000, clause="offset")
         meta = self._meta()
+        _relation_limits(query, meta, self._joined)
         types = {name: self._column_type(name, meta, "select") for name in query.fields}
         types |= {atom.field: self._column_type(atom.field, meta, "where") for atom in criteria}
         order_type = self._column_type(query.order_by, meta, "order by")

@@ -179,8 +179,9 @@ class RecordRoutes(ZohoState):
     def _fields(self, module: str | None) -> httpx.Response:
         if not module:
             return error(400, "REQUIRED_PARAM_MISSING", "required param is missing", {"param_name": "module"})
-        if module != "Deals":
+        catalogue = self.fields_meta if module == "Deals" else self.module_fields.get(module)
+        if catalogue is None:
             return error(
                 400, "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"}
             )
-        return json_answer(200, {"fields": copy.deepcopy(self.fields_meta)})
+        return json_answer(200, {"fields": copy.deepcopy(catalogue)})

@@ -1,6 +1,7 @@
 """The Zoho simulator's state and the admin helpers tests and the demo use (no HTTP here).
 
-Deals, accounts, notes, grants and access tokens, the request log and queued faults live on
+Deals, the accounts, contacts and users their lookups point at (with the Accounts and Contacts field
+catalogues), notes, grants and access tokens, the request log and queued faults live on
 :class:`ZohoState`; every helper takes the one lock, so tests may call them while the simulator serves.
 :class:`~reconciler.sim.zoho.routes.ZohoSim` adds the HTTP side on top.
 """
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.sim.zoho.coql import BooleanLiterals, CoqlEngine
+from reconciler.sim.zoho.coql import USER_FIELDS, BooleanLiterals, CoqlEngine
 
 __all__ = [
     "ACCESS_DENIED",
     "NEEDED_SCOPES",
     "SIM_USER",
+    "USER_FIELDS",
     "Fault",
     "ZohoState",
     "default_fields_meta",
@@ -75,18 +77,50 @@ _DEFAULT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("CO_Number", "text", "CO Number", {"custom_field": True, "length": 255}),
     ("Progress_Status", "picklist", "Progress Status", {"custom_field": True}),
     ("SI_Custom_1", "text", "SI Custom 1", {"custom_field": True, "length": 255}),
+    ("SI_Project_Number", "text", "SI Project Number", {"custom_field": True, "length": 255}),
+]
+# The standard fields of Accounts and Contacts a mapping may read through a lookup (the SDK's Accounts and
+# Contacts field classes; types as Zoho's getFields gives them).
+_ADDRESS = [(f"{kind}_{part}", "text", f"{kind} {part}", {"length": 250}) for kind in ("Billing", "Shipping")
+            for part in ("Street", "City", "State", "Code", "Country")]  # fmt: skip
+_ACCOUNT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("Owner", "ownerlookup", "Account Owner", {}),
+    ("Account_Name", "text", "Account Name", {"length": 200}),
+    ("Account_Number", "text", "Account Number", {"length": 40}),
+    ("Phone", "phone", "Phone", {"length": 30}),
+    ("Website", "website", "Website", {"length": 255}),
+    ("Industry", "picklist", "Industry", {}),
+    ("Account_Type", "picklist", "Account Type", {}),
+    ("Employees", "integer", "Employees", {}),
+    *_ADDRESS,
+    ("Description", "textarea", "Description", {"length": 32000}),
+]
+_CONTACT_FIELDS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("Owner", "ownerlookup", "Contact Owner", {}),
+    ("First_Name", "text", "First Name", {"length": 40}),
+    ("Last_Name", "text", "Last Name", {"length": 80}),
+    ("Full_Name", "text", "Full Name", {"read_only": True}),
+    ("Email", "email", "Email", {}),
+    ("Phone", "phone", "Phone", {"length": 30}),
+    ("Mobile", "phone", "Mobile", {"length": 30}),
+    ("Title", "text", "Title", {"length": 100}),
+    ("Account_Name", "lookup", "Account Name", {"lookup": _lookup("Accounts", "5725767000000002177")}),
+    ("Email_Opt_Out", "boolean", "Email Opt Out", {}),
 ]
 
 
-def default_fields_meta() -> list[dict[str, Any]]:
-    """The Deals field catalogue the simulator starts with (standard fields plus our custom ones).
+def default_fields_meta(module: str = "Deals") -> list[dict[str, Any]]:
+    """The field catalogue the simulator starts with for ``module`` (Deals: standard fields plus our
+    custom ones; Accounts and Contacts: the standard fields a lookup may read).
 
     Each entry carries the keys Zoho's getFields sample shows that clients read: ``api_name``,
     ``data_type``, ``json_type``, ``field_label``/``display_label``, ``read_only`` (for this user),
     ``field_read_only`` (for everyone), ``operation_type`` and, for lookups, ``lookup.module``.
     """
+    table = {"Deals": _DEFAULT_FIELDS, "Accounts": _ACCOUNT_FIELDS, "Contacts": _CONTACT_FIELDS}[module]
+    base = {"Deals": 5725767000000002000, "Accounts": 5725767000000003000, "Contacts": 5725767000000004000}
     meta = []
-    for n, (api_name, data_type, label, extra) in enumerate(_DEFAULT_FIELDS):
+    for n, (api_name, data_type, label, extra) in enumerate(table):
         system = bool(extra.get("read_only"))
         entry: dict[str, Any] = {
             "api_name": api_name,
@@ -94,7 +128,7 @@ def default_fields_meta() -> list[dict[str, Any]]:
             "json_type": _JSON_TYPES.get(data_type, "string"),
             "field_label": label,
             "display_label": label,
-            "id": str(5725767000000002000 + n),
+            "id": str(base[module] + n),
             "custom_field": False,
             "read_only": False,
             "field_read_only": system,
@@ -109,6 +143,13 @@ def default_fields_meta() -> list[dict[str, Any]]:
         entry |= extra
         meta.append(entry)
     return meta
+
+
+def _user(full_name: str, user_id: str, email: str | None = None) -> dict[str, Any]:
+    first, _, last = full_name.rpartition(" ")
+    address = email or f"{full_name.lower().replace(' ', '.')}@example.com"
+    return {"id": user_id, "full_name": full_name, "first_name": first or None, "last_name": last,
+            "email": address}  # fmt: skip
 
 
 def iso_stamp(moment: datetime) -> str:
@@ -168,8 +209,15 @@ class ZohoState(CoqlEngine):
         self.grant_scopes = frozenset(scopes)
         self.tokens_issued = 0
         self.issued_access_tokens: list[str] = []  # every access token handed out, for secret-leak tests
-        self.fields_meta: list[dict[str, Any]] = default_fields_meta()
-        self.accounts: dict[str, str] = {}
+        self.fields_meta: list[dict[str, Any]] = default_fields_meta()  # the Deals catalogue
+        self.module_fields: dict[str, list[dict[str, Any]]] = {
+            module: default_fields_meta(module) for module in ("Accounts", "Contacts")
+        }
+        # The records a deal's lookups point at, by id: accounts and contacts as their modules hold them
+        # (API names as keys), users with the Users API's keys.
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {SIM_USER["id"]: _user(SIM_USER["name"], SIM_USER["id"])}
         self.deals: dict[str, dict[str, Any]] = {}
         self.notes: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, Any]] = []
@@ -205,11 +253,33 @@ class ZohoState(CoqlEngine):
         with self._lock:
             self._access.clear()
 
-    def add_account(self, name: str) -> str:
+    def add_account(self, name: str, **fields: Any) -> str:
+        """An account, with any of its fields (``Billing_City="Leeds"``, ``Account_Number``, ...)."""
         with self._lock:
             account_id = self._new_id()
-            self.accounts[account_id] = name
+            self.accounts[account_id] = {"id": account_id, "Account_Name": name, **fields}
             return account_id
+
+    def edit_account(self, account_id: str, **fields: Any) -> None:
+        """Someone edits an account (a rename included); its deals are not modified by it."""
+        with self._lock:
+            self.accounts[account_id] |= fields
+
+    def add_contact(self, last_name: str, first_name: str | None = None, **fields: Any) -> str:
+        """A contact (``Email``, ``Phone``, ``Mobile``, ``Title`` ...); ``Full_Name`` as Zoho builds it."""
+        with self._lock:
+            contact_id = self._new_id()
+            full = " ".join(part for part in (first_name, last_name) if part)
+            record = {"id": contact_id, "First_Name": first_name, "Last_Name": last_name, "Full_Name": full}
+            self.contacts[contact_id] = record | fields
+            return contact_id
+
+    def add_user(self, full_name: str, email: str | None = None) -> str:
+        """A Zoho user (a deal's ``Owner``)."""
+        with self._lock:
+            user_id = self._new_id()
+            self.users[user_id] = _user(full_name, user_id, email)
+            return user_id
 
     def _account_ref(self, value: Any) -> dict[str, Any] | None:
         if value is None or value == "":
@@ -218,21 +288,51 @@ class ZohoState(CoqlEngine):
             value = value.get("id") or value.get("name")
         text = str(value)
         if text in self.accounts:
-            return {"name": self.accounts[text], "id": text}
-        for account_id, name in self.accounts.items():
-            if name == text:
-                return {"name": name, "id": account_id}
+            return {"name": self.accounts[text]["Account_Name"], "id": text}
+        for account_id, account in self.accounts.items():
+            if account["Account_Name"] == text:
+                return {"name": text, "id": account_id}
         return {"name": text, "id": self.add_account(text)}
 
+    def _contact_ref(self, value: Any) -> dict[str, Any] | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, Mapping):
+            value = value.get("id") or value.get("name")
+        text = str(value)
+        if text not in self.contacts:
+            named = (k for k, c in self.contacts.items() if c["Full_Name"] == text)
+            text = next(named, "") or self.add_contact(text)
+        return {"name": self.contacts[text]["Full_Name"], "id": text}
+
+    def _user_ref(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            value = value.get("id") or value.get("name")
+        text = str(value)
+        if text not in self.users:
+            named = (k for k, u in self.users.items() if u["full_name"] == text)
+            text = next(named, "") or self.add_user(text)
+        user = self.users[text]
+        return {"name": user["full_name"], "id": text, "email": user["email"]}
+
+    def _references(self, record: dict[str, Any], fields: Mapping[str, Any]) -> None:
+        """Lookups given as a name or an id become Zoho's ``{"name", "id"}`` (records made as needed)."""
+        if "Account_Name" in fields:
+            record["Account_Name"] = self._account_ref(fields["Account_Name"])
+        if "Contact_Name" in fields:
+            record["Contact_Name"] = self._contact_ref(fields["Contact_Name"])
+        if "Owner" in fields:
+            record["Owner"] = self._user_ref(fields["Owner"])
+
     def add_deal(self, **fields: Any) -> str:
-        """Create a deal as a salesperson would; ``Account_Name`` may be an account name or id."""
+        """Create a deal as a salesperson would; ``Account_Name``, ``Contact_Name`` and ``Owner`` may be a
+        name or an id (the owner is the integration's user unless given)."""
         with self._lock:
             deal_id = self._new_id()
             stamp = iso_stamp(self._now())
             record: dict[str, Any] = {"id": deal_id, "Created_Time": stamp, "Modified_Time": stamp}
             record |= fields
-            if "Account_Name" in fields:
-                record["Account_Name"] = self._account_ref(fields["Account_Name"])
+            self._references(record, {"Owner": SIM_USER["id"], **fields})
             self.deals[deal_id] = record
             return deal_id
 
@@ -242,8 +342,7 @@ class ZohoState(CoqlEngine):
             record = self.deals[deal_id]
             record["Modified_Time"] = iso_stamp(self._now())
             record |= fields
-            if "Account_Name" in fields:
-                record["Account_Name"] = self._account_ref(fields["Account_Name"])
+            self._references(record, fields)
 
     def deal(self, deal_id: str) -> dict[str, Any]:
         with self._lock:
