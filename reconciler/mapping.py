@@ -24,13 +24,16 @@ from reconciler.templates import placeholders, render, render_template
 
 __all__ = [
     "COQL_MAX_COLUMNS",
+    "CreateValueMap",
     "FieldMap",
     "Mapping",
     "canonical",
     "load_mapping",
+    "lookup_id",
     "parse_mapping",
     "render",
     "render_template",
+    "to_si_leaf",
 ]
 
 Direction = Literal["si_to_zoho", "zoho_to_si", "both"]
@@ -284,6 +287,61 @@ class FieldMap:
 
 
 @dataclass(frozen=True)
+class CreateValueMap:
+    """A ``[create]`` value picked by a deal field's value: ``TemplateName = { zoho = "Type", values =
+    { "Residential" = "Res Standard" }, default = "Res Standard" }`` (Zoho value = SI value; the SI values
+    are already in the JSON form the publish body takes)."""
+
+    si: str
+    zoho: str
+    values: tuple[tuple[str, Any], ...]
+    default: Any = None
+    has_default: bool = False
+
+    def pick(self, raw: Any) -> tuple[bool, Any]:
+        """(found, SI value) for the deal's value ``raw``: its entry, else the default; an empty value
+        takes the default too, or nothing (found, None) when there is none."""
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return True, self.default
+        text = match_text(raw)
+        for zoho_value, si_value in self.values:
+            if zoho_value == text:
+                return True, si_value
+        return self.has_default, self.default
+
+
+def match_text(raw: Any) -> str:
+    """A Zoho value as a value map's key matches it: text as is, ``true``/``false``, ``3`` for ``3.0``."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw).strip()
+
+
+def to_si_leaf(value: Any, kind: str) -> Any:
+    """A value for a nested SI property (``BillingAddress.City``, ``Contacts[0].IsPrimary``) in the JSON
+    form SI's schema gives it (``kind``: text, number, integer, boolean, datetime)."""
+    if value is None:
+        return None
+    _single(value)
+    if kind == "boolean":
+        return canonical(value, "boolean")
+    if kind == "number":
+        return float(Decimal(canonical(value, "number")))
+    if kind == "integer":
+        return int(Decimal(canonical(value, "integer")))
+    if kind == "datetime":
+        return f"{canonical(value, 'date')}T00:00:00"
+    return str(value)
+
+
+def lookup_id(raw: Any) -> Any:
+    """The id inside a lookup value (COQL answers ``Account_Name`` as ``{"id"}``); others as they are."""
+    return raw.get("id") if isinstance(raw, AbcMapping) else raw
+
+
+@dataclass(frozen=True)
 class Mapping:
     """The whole mapping file, validated."""
 
@@ -291,8 +349,16 @@ class Mapping:
     flag_field: str = "Send_to_SI"
     link_field: str = "SI_Project_ID"
     status_field: str | None = "SI_Sync_Status"
-    create: tuple[tuple[str, str], ...] = (("Name", "Deal_Name"), ("Client", "Account_Name.name"))
+    create: tuple[tuple[str, str], ...] = (
+        ("Name", "Deal_Name"),
+        ("Client", "Account_Name.name"),
+        ("IntegrationClientId", "Account_Name.id"),
+    )
     create_constants: tuple[tuple[str, Any], ...] = ()
+    # [create] value maps (a value picked by a deal field's value) and, for every nested key that
+    # [create] or [create.constants] names (``BillingAddress.City``), the kind of value SI's schema takes.
+    create_maps: tuple[CreateValueMap, ...] = ()
+    create_kinds: tuple[tuple[str, str], ...] = ()
     fields: tuple[FieldMap, ...] = ()
     change_order_title: str = "Change order {CONumber}: {COName}"
     change_order_body: str = "Status: {COStatus}. Type: {COType}. Price: {Price}."
@@ -304,6 +370,7 @@ class Mapping:
         if self.status_field:
             paths.append(self.status_field)
         paths += [path for _, path in self.create]
+        paths += [vmap.zoho for vmap in self.create_maps]
         paths += [f.zoho for f in self.fields]
         return list(dict.fromkeys(paths))
 
@@ -334,9 +401,15 @@ class Mapping:
 
 
 def zoho_column(path: str) -> str:
-    """The COQL column for a mapping path: ``Account_Name.name`` -> ``Account_Name.Account_Name``."""
+    """The COQL column for a mapping path: ``Account_Name.name`` -> ``Account_Name.Account_Name``.
+
+    ``X.id`` is the lookup column ``X`` itself: COQL answers a lookup as ``{"id"}`` (the id is read out
+    of it), so the account's id costs no join.
+    """
     if "." not in path:
         return path
+    if path.endswith(".id"):
+        return path[: -len(".id")]
     lookup, attribute = path.split(".", 1)
     if attribute == "name" and lookup in _LOOKUP_NAME_COLUMNS:
         return f"{lookup}.{_LOOKUP_NAME_COLUMNS[lookup]}"

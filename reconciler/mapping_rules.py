@@ -5,7 +5,9 @@ raise:
 
 * the file is UTF-8 TOML of reasonable depth;
 * every Zoho name is an API name (``[A-Za-z][A-Za-z0-9_]*``) and every ``[create]`` path a dot-separated
-  chain of them, so nothing but a column name (no space, no COQL text) reaches the query;
+  chain of them, so nothing but a column name (no space, no COQL text) reaches the query; the
+  ``[create]`` forms (nested SI keys, value maps, the client id, COQL's join limits) are
+  :mod:`reconciler.create_forms`;
 * the flag, link and status fields are three different fields, and none of them is a synced field (the
   reconciler writes the link and status itself; the flag is the operator's switch);
 * at most one ``[[fields]]`` entry sends a given SI field to SI (two Zoho fields cannot write one SI
@@ -25,6 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from reconciler.create_forms import parse_create, query_problems
 from reconciler.errors import ConfigError
 from reconciler.mapping import (
     CONFLICT_POLICIES,
@@ -37,7 +40,6 @@ from reconciler.mapping import (
     Mapping,
     canonical,
     si_type,
-    to_si_json,
 )
 from reconciler.templates import placeholders, template_problems
 
@@ -94,7 +96,7 @@ def parse(data: dict[str, Any], *, source: str = "<mapping>") -> Mapping:
     for section in sorted(set(data) - _SECTIONS):
         problems.add(f"[{section}]", f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
     zoho = _zoho(data, problems)
-    create, constants = _create(data, problems)
+    create = parse_create(_table(data, "create", problems), problems.add)
     fields = _fields(data, problems)
     title, body = _notes(data, problems)
     mapping = Mapping(
@@ -102,8 +104,10 @@ def parse(data: dict[str, Any], *, source: str = "<mapping>") -> Mapping:
         flag_field=zoho.get("flag_field", "Send_to_SI"),
         link_field=zoho.get("link_field", "SI_Project_ID"),
         status_field=zoho.get("status_field") or None,
-        create=tuple(create),
-        create_constants=tuple(constants.items()),
+        create=tuple(create.create),
+        create_constants=tuple(create.constants.items()),
+        create_maps=tuple(create.maps),
+        create_kinds=tuple(sorted(create.kinds.items())),
         fields=tuple(fields),
         change_order_title=title,
         change_order_body=body,
@@ -111,6 +115,8 @@ def parse(data: dict[str, Any], *, source: str = "<mapping>") -> Mapping:
     )
     _roles_apart(mapping, problems)
     _one_writer_per_si_field(fields, problems)
+    for key, text in query_problems(mapping):
+        problems.add(key, text)
     columns = len(mapping.coql_columns())
     if columns > COQL_MAX_COLUMNS:
         problems.add(
@@ -148,43 +154,6 @@ def _zoho(data: dict[str, Any], problems: _Problems) -> dict[str, Any]:
                 f"zoho.{key}", f"must be a Zoho API name such as Send_to_SI, not {value!r}{optional}"
             )
     return valid
-
-
-def _create(data: dict[str, Any], problems: _Problems) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    table = _table(data, "create", problems)
-    raw_constants = table.get("constants", {})
-    if not isinstance(raw_constants, dict):
-        problems.add("create.constants", "must be a table")
-        raw_constants = {}
-    create: list[tuple[str, str]] = []
-    for si_name, path in table.items():
-        if si_name == "constants":
-            continue
-        if si_name.lower() not in SI_FIELDS:
-            problems.add(f"create.{si_name}", "is not an SI project field")
-        elif not isinstance(path, str) or not _PATH.fullmatch(path):
-            problems.add(
-                f"create.{si_name}",
-                f"{path!r} is not a Zoho field path (API names joined by dots, e.g. Account_Name.name)",
-            )
-        else:
-            create.append((si_name, path))
-    constants: dict[str, Any] = {}
-    for si_name, value in raw_constants.items():
-        if si_name.lower() not in SI_FIELDS:
-            problems.add(f"create.constants.{si_name}", "is not an SI project field")
-            continue
-        try:  # sent as JSON in every publish: a TOML date, table or array must become one JSON value
-            constants[si_name] = to_si_json(value, si_name.lower())
-        except ValueError as exc:
-            problems.add(f"create.constants.{si_name}", str(exc))
-    given = {name.lower() for name in table if name != "constants"} | {name.lower() for name in raw_constants}
-    for required in ("Name", "Client"):
-        if required.lower() not in given:
-            problems.add(
-                f"create.{required}", "SI requires it on every new project: map it or set a constant"
-            )
-    return create, constants
 
 
 def _fields(data: dict[str, Any], problems: _Problems) -> list[FieldMap]:

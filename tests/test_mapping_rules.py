@@ -294,8 +294,9 @@ def _wide(n: int) -> str:
 def test_the_coql_column_limit_is_zohos_500_and_is_checked_at_load() -> None:
     """60 fields load (they crashed run-once at the old limit of 50); past 500 columns is one line."""
     assert COQL_MAX_COLUMNS == COQL_MAX_FIELDS == 500
-    assert len(_parse(_wide(60)).coql_columns()) == 60 + 7  # id, Modified_Time, 3 roles, 2 create paths
-    assert _problems(_wide(494)) == [
+    # id, Modified_Time, 3 roles, 2 create paths and the account lookup itself (IntegrationClientId)
+    assert len(_parse(_wide(60)).coql_columns()) == 60 + 8
+    assert _problems(_wide(493)) == [
         "[[fields]]: the deal read would select 501 columns, more than Zoho's COQL limit of 500; "
         "map fewer fields"
     ]

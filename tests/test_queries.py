@@ -33,6 +33,7 @@ def test_columns_join_the_account_name_and_keep_one_of_each() -> None:
         "SI_Sync_Status",
         "Deal_Name",
         "Account_Name.Account_Name",
+        "Account_Name",  # IntegrationClientId = Account_Name.id: the lookup itself, no join
     ]
     assert joined_modules(columns) == ["Account_Name"]
     assert joined_modules(["Account_Name.id", "Contact_Name.Full_Name"]) == ["Contact_Name"]

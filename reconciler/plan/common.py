@@ -113,6 +113,8 @@ def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> d
             elif fmap is not None:
                 canon[path] = fmap.from_zoho(raw)
             else:
+                if type(raw) is dict and path.endswith(".id"):
+                    raw = raw.get("id")  # X.id: the id inside the lookup column X
                 canon[path] = None if raw in (None, "") else str(raw)
         except ValueError as exc:
             raise ValueError(f"deal {deal.id}: field {path}: {exc}") from None

@@ -6,6 +6,12 @@ The body carries every ``[create]`` entry, every ``[create.constants]`` value, a
 leaves is built from that body: Zoho's side holds the deal's values as published, SI's side holds exactly
 what the body sent. When the publish happened in an earlier, interrupted cycle, the create is *resumed*
 from what its intent recorded at the time; edits made since are ordinary changes for the next cycle.
+
+Nested ``[create]`` keys fill SI's objects and lists (``BillingAddress.City``, ``Contacts[0].Email``); a
+list element with no value from the deal is left out (a deal without a contact sends no ``Contacts``, even
+when ``Contacts[0].IsPrimary`` is a constant). A value map (``TemplateName`` by the deal's ``Type``) takes
+the entry for the deal's value, else its default; a value with neither parks the create with a message
+naming the value (the other deals go on), like an empty ``Client``.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from collections.abc import Mapping as AbcMapping
 from typing import Any
 
 from reconciler import keys
-from reconciler.mapping import Mapping, to_si_json, zoho_column
+from reconciler.mapping import Mapping, lookup_id, match_text, to_si_json, to_si_leaf, zoho_column
 from reconciler.model import CreateProject, Deal, IntentState, Park
-from reconciler.plan.common import QUEUED, canon_digest, project_guid
+from reconciler.plan.common import QUEUED, canon_digest, digest, project_guid
 
 __all__ = ["plan_create", "resume_create"]
 
@@ -38,12 +44,13 @@ def plan_create(
     """
     key = keys.create(deal.id)
     intent = intents.get(key)
-    parked = intent is not None and intent.status == keys.PARKED and intent.input_hash == zoho_hash
+    park_hash = _park_hash(zoho_hash, mapping)
+    parked = intent is not None and intent.status == keys.PARKED and intent.input_hash == park_hash
     if parked and republish is None:
-        return None  # parked with this very input (the deal has not changed since)
+        return None  # parked with this very input (neither the deal nor the value maps changed since)
     body, problem = _body(deal, canon, mapping)
     if problem is not None:
-        return None if parked else Park(key, deal.id, None, problem, zoho_hash)
+        return None if parked else Park(key, deal.id, None, problem, park_hash)
     earlier = str((intent.payload or {}).get("guid") or "") if intent is not None else ""
     guid = republish or earlier or project_guid(deal.id)
     body["Id"] = guid
@@ -65,6 +72,16 @@ def plan_create(
         republish=bool(republish),
         si_values=_sent(body, mapping),
         record=record,
+    )
+
+
+def _park_hash(zoho_hash: str, mapping: Mapping) -> str:
+    """What a parked create waits on: the deal's values and, when the mapping has value maps, those maps
+    too (a value added to ``values`` is a fix the create must see without ``reconciler retry``)."""
+    if not mapping.create_maps:
+        return zoho_hash
+    return digest(
+        [zoho_hash, [[m.si, m.zoho, m.values, m.default, m.has_default] for m in mapping.create_maps]]
     )
 
 
@@ -94,33 +111,110 @@ def resume_create(intent: IntentState, mapping: Mapping) -> CreateProject:
 
 
 def _body(deal: Deal, canon: AbcMapping[str, Any], mapping: Mapping) -> tuple[dict[str, Any], str | None]:
-    """The publish body without its ids, or a problem naming the deal and the field."""
-    body: dict[str, Any] = {}
+    """The publish body without its ids, or a problem naming the deal and the field (or the value)."""
+    body = _Body(dict(mapping.create_kinds))
     for si_name, path in mapping.create:
-        raw = deal.values.get(zoho_column(path))
+        raw = _read(deal, path)
         if raw in (None, ""):
             if si_name.lower() in _REQUIRED:
-                return body, f"deal {deal.id}: field {path} is empty (SI requires {si_name})"
+                return {}, f"deal {deal.id}: field {path} is empty (SI requires {si_name})"
             continue
         try:
-            body[si_name] = to_si_json(raw, si_name.lower())
+            body.put(si_name, raw, from_deal=True)
         except ValueError as exc:
-            return body, f"deal {deal.id}: field {path}: {exc}"
-    given = {name.lower() for name in body} | {name.lower() for name, _ in mapping.create}
+            return {}, f"deal {deal.id}: field {path}: {exc}"
+    for vmap in mapping.create_maps:
+        raw = _read(deal, vmap.zoho)
+        try:
+            found, value = vmap.pick(raw if raw in (None, "") else _one(raw))
+        except ValueError as exc:
+            return {}, f"deal {deal.id}: field {vmap.zoho}: {exc}"
+        if not found:
+            return {}, (
+                f"deal {deal.id}: field {vmap.zoho}: no {vmap.si} for {match_text(raw)!r} (add it under"
+                f" create.{vmap.si}.values in the mapping, or give a default)"
+            )
+        if value is None:
+            if vmap.si.lower() in _REQUIRED:
+                return {}, f"deal {deal.id}: field {vmap.zoho} is empty (SI requires {vmap.si})"
+            continue
+        body.put_json(vmap.si, value, from_deal=True)
+    given = body.top_keys() | {name.lower() for name, _ in mapping.create}
+    given |= {vmap.si.lower() for vmap in mapping.create_maps}
     for fmap in mapping.fields:
         value = canon.get(fmap.zoho)
         if not fmap.to_si_side or fmap.si_key in given or value is None:
             continue
         try:
-            body[fmap.si] = to_si_json(fmap.si_value(value), fmap.si_key)
+            body.put_json(fmap.si, to_si_json(fmap.si_value(value), fmap.si_key), from_deal=True)
         except ValueError as exc:
-            return body, f"deal {deal.id}: field {fmap.zoho}: {exc}"
+            return {}, f"deal {deal.id}: field {fmap.zoho}: {exc}"
         given.add(fmap.si_key)
-    present = {name.lower() for name in body}
     for si_name, value in mapping.create_constants:
-        if si_name.lower() not in present:
-            body[si_name] = value
-    return body, None
+        if not body.has(si_name):
+            body.put_json(si_name, value, from_deal=False)
+    return body.build(), None
+
+
+def _read(deal: Deal, path: str) -> Any:
+    """The deal's value for a mapping path (``Account_Name.id``: the id inside the lookup column)."""
+    raw = deal.values.get(zoho_column(path))
+    return lookup_id(raw) if path.endswith(".id") else raw
+
+
+def _one(raw: Any) -> Any:
+    to_si_leaf(raw, "text")  # raises ValueError for an object or a list where one value belongs
+    return raw
+
+
+class _Body:
+    """A publish body being filled: top-level fields, nested objects (``BillingAddress.City``) and list
+    elements (``Contacts[0].Email``). A list element that got no value from the deal (only constants,
+    such as ``Contacts[0].IsPrimary``) is left out: the deal has no such contact."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds
+        self.tree: dict[Any, Any] = {}
+        self.keys: set[str] = set()
+        self.from_deal: set[tuple[Any, ...]] = set()
+
+    def put(self, key: str, raw: Any, *, from_deal: bool) -> None:
+        """A Zoho value under ``key``, converted to the JSON form SI's schema gives the property."""
+        kind = self.kinds.get(key)
+        value = to_si_leaf(raw, kind) if kind is not None else to_si_json(raw, key.lower())
+        self.put_json(key, value, from_deal=from_deal)
+
+    def put_json(self, key: str, value: Any, *, from_deal: bool) -> None:
+        steps: list[Any] = []
+        for segment in key.split("."):
+            name, _, index = segment.partition("[")
+            steps.append(name)
+            if index:
+                steps.append(int(index.rstrip("]")))
+        node = self.tree
+        for depth, step in enumerate(steps[:-1]):
+            node = node.setdefault(step, {})
+            if from_deal and isinstance(step, int):
+                self.from_deal.add(tuple(steps[: depth + 1]))
+        node[steps[-1]] = value
+        self.keys.add(key.lower())
+
+    def has(self, key: str) -> bool:
+        return key.lower() in self.keys
+
+    def top_keys(self) -> set[str]:
+        return {str(k).lower() for k in self.tree}
+
+    def build(self) -> dict[str, Any]:
+        built: dict[str, Any] = self._build(self.tree, ())
+        return built
+
+    def _build(self, node: dict[Any, Any], path: tuple[Any, ...]) -> Any:
+        if node and all(isinstance(k, int) for k in node):  # a list, its elements by index
+            kept = [k for k in sorted(node) if (*path, k) in self.from_deal]
+            return [self._build(node[k], (*path, k)) for k in kept]
+        built = {k: self._build(v, (*path, k)) if isinstance(v, dict) else v for k, v in node.items()}
+        return {k: v for k, v in built.items() if v != [] and v != {}}
 
 
 def _sent(body: AbcMapping[str, Any], mapping: Mapping) -> dict[str, Any]:
