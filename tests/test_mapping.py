@@ -60,8 +60,19 @@ def test_shipped_default_mapping_loads() -> None:
         "SI_Project_ID",
         "SI_Sync_Status",
     )
-    assert dict(m.create) == {"Name": "Deal_Name", "Client": "Account_Name.name"}
+    create = dict(m.create)
+    assert {k: create[k] for k in ("Name", "Client", "IntegrationClientId")} == {
+        "Name": "Deal_Name",
+        "Client": "Account_Name.name",
+        "IntegrationClientId": "Account_Name.id",
+    }
+    assert {k for k in create if k.startswith("BillingAddress.")} == {
+        f"BillingAddress.{p}" for p in ("Street1", "City", "State", "PostalCode", "Country")
+    }
+    assert create["Contacts[0].Name"] == "Contact_Name.name"
+    assert dict(m.create_constants) == {"Contacts[0].IsPrimary": True}
     assert {f.zoho: f.si for f in m.fields}["Amount"] == "Price"
+    assert {f.zoho: f.si for f in m.fields}["SI_Project_Number"] == "Number"
     assert all(f.direction == "si_to_zoho" for f in m.fields)
     assert m.source == str(DEFAULT_MAPPING)
 
