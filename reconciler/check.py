@@ -4,7 +4,9 @@ One probe per read, in this order, each printed as one line (``ok``, ``warn``, `
 
 - ``zoho.token``: the token grant, asked for afresh (a cached token would prove nothing);
 - ``zoho.fields``: ``GET /settings/fields?module=Deals``; every mapped field exists, its type fits, and the
-  fields the reconciler writes are writable (not read-only, not a formula), text fields included;
+  fields the reconciler writes are writable (not read-only, not a formula), text fields included; every
+  field read through a lookup exists on the looked-up module (``GET /settings/fields?module=Accounts``,
+  once per module joined) with a type that fits the SI property it fills;
 - ``zoho.coql``: the deals query of a full cycle, word for word (:mod:`reconciler.queries`: the quoted
   boolean, the account join), ``LIMIT 1``; on ``OAUTH_SCOPE_MISMATCH`` the same query without its joins
   tells which scope is missing;
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 import httpx
 
-from reconciler.check_fields import field_problems, lookup_scopes
+from reconciler.check_fields import field_problems, join_problems, joined_reads, lookup_scopes
 from reconciler.clients.http import HttpClient, RetryPolicy
 from reconciler.clients.si import MESSAGE_PENDING, TYPE_PROJECT, TYPE_UPDATE_PROJECT, SiClient
 from reconciler.clients.zoho import SCOPE_MISMATCH, MemoryTokenCache, ZohoAuth, ZohoClient
@@ -203,15 +205,26 @@ def _token(rig: _Rig) -> Probe:
 
 def _fields(rig: _Rig) -> Probe:
     rig.catalogue = rig.zoho.fields()
+    catalogues: dict[str, list[dict[str, Any]]] = {}
+
+    def catalogue_of(module: str) -> list[dict[str, Any]]:  # each joined module's fields, read once
+        if module not in catalogues:
+            catalogues[module] = rig.zoho.fields(module)
+        return catalogues[module]
+
     problems = field_problems(rig.mapping, rig.catalogue)
+    problems += join_problems(rig.mapping, rig.catalogue, catalogue_of)
     if problems:
         summary = f"{len(problems)} mapping problem(s) against Zoho's {rig.mapping.module} fields"
         return Probe("zoho.fields", "FAIL", summary, tuple(problems), config=True, blocks=True)
+    reads = len(joined_reads(rig.mapping))
+    joined = f" ({reads} read through lookups)" if reads else ""
+    modules = f" (fields of {', '.join(catalogues)} read too)" if catalogues else ""
     return Probe(
         "zoho.fields",
         "ok",
-        f"{len(rig.catalogue)} fields on {rig.mapping.module}; every mapped field exists, fits and, where"
-        " written, is writable",
+        f"{len(rig.catalogue)} fields on {rig.mapping.module}; every mapped field{joined} exists, fits and,"
+        f" where written, is writable{modules}",
     )
 
 
@@ -258,14 +271,28 @@ def _scope_probe(rig: _Rig, name: str, columns: Sequence[str], where: str) -> Pr
         missing = [f"ZohoCRM.modules.{rig.mapping.module.lower()}.READ", "ZohoCRM.coql.READ"]
         why = "even without its joins the query is refused"
     else:
-        missing = lookup_scopes(joins, rig.catalogue)
-        why = f"the deals query joins {', '.join(joins)}"
+        refused = [join for join in joins if not _join_allowed(rig, plain, columns, join, where)]
+        refused = refused or joins  # each join alone passes: name them all
+        missing = lookup_scopes(refused, rig.catalogue)
+        why = f"the deals query joins {', '.join(refused)}"
     scopes = " and ".join(missing)
     problem = (
         f"{name}: Zoho answered {SCOPE_MISMATCH} (HTTP 401): the grant lacks {scopes} ({why}); make a new"
         " grant code with the README's scopes and run `reconciler auth --code CODE`"
     )
     return Probe(name, "FAIL", f"{SCOPE_MISMATCH}: add {scopes} to the grant ({why})", (problem,))
+
+
+def _join_allowed(rig: _Rig, plain: list[str], columns: Sequence[str], join: str, where: str) -> bool:
+    """Whether the deals query with only ``join``'s columns (besides the plain ones) passes the grant."""
+    with_join = [*plain, *(c for c in columns if c.startswith(f"{join}."))]
+    try:
+        rig.zoho.coql(select(rig.mapping.module, with_join, where, limit=1))
+    except CredentialsError:
+        return False
+    except ApiError:
+        return True  # refused for another reason: not this join's scope
+    return True
 
 
 def _exports(rig: _Rig) -> Probe:

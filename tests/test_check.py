@@ -357,7 +357,14 @@ def test_check_cli_prints_one_line_per_probe_and_records_without_a_secret(tmp_pa
     assert pair.zoho.issued_access_tokens, "the check should have been issued a token"
     assert [secret for secret in forbidden if secret in text] == []
     document = json.loads(text)
-    assert [e["probe"] for e in document["exchanges"]] == PROBES
-    coql = document["exchanges"][2]
+    # zoho.fields reads Deals, then each module the default mapping joins (Accounts, Contacts)
+    probes = [name for name in PROBES for _ in range(3 if name == "zoho.fields" else 1)]
+    assert [e["probe"] for e in document["exchanges"]] == probes
+    assert [e["request"]["url"].rsplit("=", 1)[1] for e in document["exchanges"][1:4]] == [
+        "Deals",
+        "Accounts",
+        "Contacts",
+    ]
+    coql = document["exchanges"][4]
     assert coql["response"]["body"]["data"][0]["id"] == deal  # record ids are kept for fixtures
     assert coql["request"]["headers"]["authorization"].endswith("***")
