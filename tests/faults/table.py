@@ -602,6 +602,16 @@ ROWS: list[Row] = [
         "mapping <file>: fields[0].values.Approved: expected a number, got 'Closed Won' (zoho_type = number)",
         EXIT_78, 78, _mapping(_ZOHO + _CREATE + _fields(extra='zoho_type = "number"\n[fields.values]\n'
                                                                '"Approved" = "Closed Won"\n'))),
+    Row(MAPPING, "a nested `[create]` key SI's `Project` schema does not have, `BillingAddress.Town`", "mapping",
+        "mapping <file>: create.BillingAddress.Town: SI's BillingAddress (Address) has no property Town", EXIT_78,
+        78, _mapping(_ZOHO + _CREATE + 'BillingAddress.Town = "Account_Name.Billing_City"\n')),
+    Row(MAPPING, 'a list without its index, `"Contacts.Email" = "Contact_Name.Email"`', "mapping",
+        "mapping <file>: create.Contacts.Email: Contacts is a list in SI's Project: give an index, Contacts[0]",
+        EXIT_78, 78, _mapping(_ZOHO + _CREATE + '"Contacts.Email" = "Contact_Name.Email"\n')),
+    Row(MAPPING, "a third lookup in the deals query (`SalesRep = \"Owner.name\"` besides the account and the contact)",
+        "mapping", "mapping <file>: create.SalesRep: Owner.name would join Owner besides Account_Name, Contact_Name: "
+        "Zoho's COQL joins at most 2 lookups in one query; read fewer lookups", EXIT_78, 78,
+        _mapping(_ZOHO + _CREATE + '"Contacts[0].Name" = "Contact_Name.name"\nSalesRep = "Owner.name"\n')),
     Row(MAPPING, "more columns than COQL's 500 (494 synced fields)", "mapping",
         "mapping <file>: [[fields]]: the deal read would select 501 columns, more than Zoho's COQL limit of 500; "
         "map fewer fields", EXIT_78, 78, _mapping(_ZOHO + _CREATE + _wide(494))),
@@ -670,6 +680,11 @@ ROWS: list[Row] = [
         "Zoho data", None, "create parked, nothing published for it; other deals are created; exit 1",
         cell="`deal <deal>: field Account_Name.name: expected a single value, got an object with keys id, name` "
         "(`... got a list of 2`)", pinned_by="test_a_lookup_of_unexpected_shape_is_parked_not_sent_to_si"),
+    Row(ZOHO_DATA, "a deal whose `Type` has no entry in the `TemplateName` value map, which has no default",
+        "Zoho data", None, "create parked as `create:deal:<deal>`; other deals are created; exit 1; planned again "
+        "once the deal's `Type` or the map's `values` change", cell="`deal <deal>: field Type: no TemplateName for "
+        "'Industrial' (add it under create.TemplateName.values in the mapping, or give a default)`",
+        pinned_by="test_a_type_without_a_template_parks_its_create_and_the_others_are_created"),
     Row(SI_DATA, '`Price` is `"12x"`', "SI data", None,
         "parked as `si:project:<project>`, the deal keeps its value; other projects sync; exit 1",
         cell="`SI project <project> (deal <deal>): field Price: expected a number, got '12x'` (status)",

@@ -245,6 +245,33 @@ def test_a_lookup_of_unexpected_shape_is_parked_not_sent_to_si(
     assert [m.payload["Client"] for m in sims.si.publish_messages] == ["Client 1"]
 
 
+TEMPLATES = """
+[create]
+Name = "Deal_Name"
+Client = "Account_Name.name"
+TemplateName = { zoho = "Type", values = { "Residential" = "Res Standard" } }
+"""
+
+
+def test_a_type_without_a_template_parks_its_create_and_the_others_are_created(
+    sims, make_ctx, mapping_file
+) -> None:
+    """A value map with no entry for the deal's Type and no default: that create is parked naming the
+    value; the other deal is created with its template; the next cycle does not park it again."""
+    ctx = make_ctx(sims, mapping_file(TEMPLATES))
+    ok = sims.zoho.add_deal(Deal_Name="Home", Account_Name="Acme", Type="Residential", Send_to_SI=True)
+    bad = sims.zoho.add_deal(Deal_Name="Plant", Account_Name="Acme", Type="Industrial", Send_to_SI=True)
+    report = cycle(ctx)
+    assert report.exit_code == 1 and report.outcome == "parked"
+    records = Records(sims, ctx, [bad, ok])
+    assert parked_errors(records) == {
+        f"create:deal:{bad}": f"deal {bad}: field Type: no TemplateName for 'Industrial' (add it under"
+        " create.TemplateName.values in the mapping, or give a default)"
+    }
+    assert [m.payload["TemplateName"] for m in sims.si.publish_messages] == ["Res Standard"]
+    assert cycle(ctx).exit_code == 0
+
+
 # -- SI data
 
 SI_VALUES = [
