@@ -418,6 +418,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings("check", args)
     mapping = load_mapping(settings.reconciler_mapping)
     print(f"Settings OK; mapping {settings.reconciler_mapping} OK ({len(mapping.fields)} synced fields).")
+    if mapping.create_kinds:  # checked against SI's Project schema when the mapping loaded
+        objects = ", ".join(sorted({key.split(".", 1)[0] for key, _ in mapping.create_kinds}))
+        print(f"{len(mapping.create_kinds)} nested [create] keys valid in SI's Project schema ({objects}).")
     if args.offline:
         return EX_OK
     report = run_check(settings, mapping)

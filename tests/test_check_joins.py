@@ -63,6 +63,10 @@ def test_check_cli_accepts_the_example_mapping_offline_and_online(served_sims, t
     env = served_sims.environment(tmp_path / "reconciler.db", EXAMPLE)
     offline = run_cli(["check", "--offline"], env, tmp_path)
     assert offline.returncode == 0, offline.stderr
+    assert (
+        "11 nested [create] keys valid in SI's Project schema (BillingAddress, Contacts[0])."
+        in offline.stdout
+    )
     online = run_cli(["check"], env, tmp_path)
     assert online.returncode == 0, online.stdout + online.stderr
 
