@@ -8,8 +8,8 @@ import tomllib
 from typing import Any
 
 from reconciler.mapping import Mapping, load_mapping, parse_mapping
-from reconciler.model import CreateProject, Deal, IntentState, Park
-from reconciler.plan import World, plan
+from reconciler.model import CreateProject, Deal, IntentState, LinkState, Park, Snapshot
+from reconciler.plan import World, canon_digest, plan, zoho_canon
 from tests.conftest import DEFAULT_MAPPING
 
 DEFAULT = load_mapping(DEFAULT_MAPPING)
@@ -174,3 +174,19 @@ def test_a_lookup_where_one_value_belongs_parks_the_create_naming_the_field() ->
     (parked,) = plan(World(deals=[deal(Type={"id": "9", "name": "x"})]), mapping).actions
     assert isinstance(parked, Park)
     assert parked.message == "deal D1: field Type: expected a single value, got an object with keys id, name"
+
+
+def test_what_only_a_create_reads_does_not_disturb_a_linked_pair() -> None:
+    """The account's address and the contact are read for creates only: an edit of them leaves a linked,
+    agreed pair quiet (no action, no settle), and the pair's snapshot never hashes them."""
+    linked = deal(SI_Project_ID="P1", SI_Sync_Status="In SI")
+    canon = zoho_canon(linked, DEFAULT)
+    assert not any(path.startswith(("Account_Name.", "Contact_Name.")) for path in canon)
+    fields = {f.zoho: canon[f.zoho] for f in DEFAULT.fields}
+    world = World(
+        deals=[deal(SI_Project_ID="P1", SI_Sync_Status="In SI", **{"Account_Name.Billing_City": "Leeds"})],
+        links={"D1": LinkState("D1", "P1", publish_status="imported")},
+        snapshots={"D1": Snapshot("D1", canon_digest(canon), fields, dict(fields))},
+    )
+    quiet = plan(world, DEFAULT)
+    assert (quiet.actions, quiet.settles) == ((), ())

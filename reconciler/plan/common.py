@@ -25,6 +25,7 @@ __all__ = [
     "CanonSpec",
     "canon_digest",
     "canon_spec",
+    "create_spec",
     "digest",
     "is_empty",
     "note_reference",
@@ -95,11 +96,25 @@ def is_empty(value: Any) -> bool:
 
 
 def canon_spec(mapping: Mapping) -> CanonSpec:
+    """The paths a pair compares (flag, link, status, synced fields): its snapshot hashes these."""
     by_path = {f.zoho: f for f in mapping.fields}
+    create_only = set(_create_only(mapping))
     return tuple(
         (path, zoho_column(path), path == mapping.flag_field, by_path.get(path))
         for path in mapping.zoho_paths()
+        if path not in create_only
     )
+
+
+def create_spec(mapping: Mapping) -> CanonSpec:
+    """The paths only a create reads (``[create]`` values: the account's address, the contact ...): read
+    for a deal that is to be created, hashed into its create's input, never into a pair's snapshot."""
+    return tuple((path, zoho_column(path), False, None) for path in _create_only(mapping))
+
+
+def _create_only(mapping: Mapping) -> list[str]:
+    synced = {mapping.flag_field, mapping.link_field, mapping.status_field, *(f.zoho for f in mapping.fields)}
+    return [path for path in mapping.zoho_paths() if path not in synced]
 
 
 def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from reconciler.model import (
     Snapshot,
     World,
 )
-from reconciler.plan.common import canon_digest, canon_spec, digest, zoho_canon
+from reconciler.plan.common import canon_digest, canon_spec, create_spec, digest, zoho_canon
 from reconciler.plan.create import plan_create, resume_create
 from reconciler.plan.guard import refusal
 from reconciler.plan.needs import deal_role
@@ -68,6 +68,7 @@ class _Driver:
         self.mapping = mapping
         self.lookups = Lookups.of(mapping, world.intents, world.publish_outcomes, world.status_errors)
         self.spec = canon_spec(mapping)
+        self.create_spec = create_spec(mapping)
         self.out = _Plan()
         self.by_project = {link.project_id: link for link in world.links.values()}
         self.exports: dict[str, list[SiExport]] = defaultdict(list)
@@ -183,6 +184,8 @@ class _Driver:
     def _create(
         self, deal: Deal, canon: dict[str, Any], zoho_hash: str, republish: str | None = None
     ) -> None:
+        if self.create_spec:  # the create's input: the pair's paths and those only a create reads (as text)
+            zoho_hash = canon_digest({**canon, **zoho_canon(deal, self.mapping, self.create_spec)})
         action = plan_create(deal, canon, zoho_hash, self.mapping, self.world.intents, republish=republish)
         if action is not None:
             self.out.actions.append(action)
