@@ -136,26 +136,10 @@ def _rig(
     http: HttpClient,
     clock: Callable[[], float],
 ) -> _Rig:
-    secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
-    refresh = settings.zoho_refresh_token.get_secret_value() if settings.zoho_refresh_token else None
-    auth = ZohoAuth(
-        accounts_url=settings.accounts_url,
-        client_id=settings.zoho_client_id or "",
-        client_secret=secret,
-        refresh_token=refresh,
-        soid=settings.zoho_soid,
-        cache=MemoryTokenCache(),  # a fresh grant every check; the daemon's cached token is left alone
-        clock=clock,
-    )
-    zoho = ZohoClient(
-        http,
-        api_url=settings.zoho_api_url,
-        default_api_url=settings.zoho_default_api_url,
-        auth=auth,
-        module=mapping.module,
-    )
-    api_key = settings.si_api_key.get_secret_value() if settings.si_api_key else ""
-    si = SiClient(http, settings.si_base_url, api_key)
+    from reconciler.context import build_clients
+
+    # A fresh grant every check (a token cache in memory): the daemon's cached token is left alone.
+    auth, zoho, si = build_clients(settings, mapping, http, cache=MemoryTokenCache(), clock=clock)
     return _Rig(settings, mapping, recorder, http, auth, zoho, si)
 
 

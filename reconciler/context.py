@@ -15,12 +15,12 @@ import httpx
 
 from reconciler.clients.http import CallStats, HttpClient, RetryPolicy
 from reconciler.clients.si import SiClient
-from reconciler.clients.zoho import ZohoAuth, ZohoClient
+from reconciler.clients.zoho import TokenCache, ZohoAuth, ZohoClient
 from reconciler.mapping import Mapping
 from reconciler.settings import Settings
 from reconciler.store import Store
 
-__all__ = ["Context", "build_context"]
+__all__ = ["Context", "build_clients", "build_context"]
 
 
 @dataclass
@@ -60,6 +60,17 @@ def build_context(
     stop = stop or threading.Event()
     raw = httpx.Client(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
     http = HttpClient(raw, policy=policy or settings.retry_policy(), stats=stats, stop=stop)
+    _, zoho, si = build_clients(settings, mapping, http, cache=store, clock=clock)
+    return Context(
+        settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw, calls=http
+    )
+
+
+def build_clients(
+    settings: Settings, mapping: Mapping, http: HttpClient, *, cache: TokenCache, clock: Callable[[], float]
+) -> tuple[ZohoAuth, ZohoClient, SiClient]:
+    """Zoho's OAuth and both clients over one HTTP choke point; ``cache`` keeps Zoho's access tokens (the
+    store for a cycle, a fresh one in memory for ``check``)."""
     secret = settings.zoho_client_secret.get_secret_value() if settings.zoho_client_secret else ""
     refresh = settings.zoho_refresh_token.get_secret_value() if settings.zoho_refresh_token else None
     auth = ZohoAuth(
@@ -68,7 +79,7 @@ def build_context(
         client_secret=secret,
         refresh_token=refresh,
         soid=settings.zoho_soid,
-        cache=store,
+        cache=cache,
         clock=clock,
     )
     zoho = ZohoClient(
@@ -79,7 +90,4 @@ def build_context(
         module=mapping.module,
     )
     api_key = settings.si_api_key.get_secret_value() if settings.si_api_key else ""
-    si = SiClient(http, settings.si_base_url, api_key)
-    return Context(
-        settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw, calls=http
-    )
+    return auth, zoho, SiClient(http, settings.si_base_url, api_key)
