@@ -18,7 +18,6 @@ import os
 import signal
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +29,15 @@ import pytest
 
 from reconciler.sim.harness import SimPair
 from tests.conftest import TWO_WAY_MAPPING
-from tests.e2e.helpers import canonical_state, flag_three, project_for, start_cli, state_diff, write_counts
+from tests.e2e.helpers import (
+    canonical_state,
+    flag_three,
+    project_for,
+    start_cli,
+    state_diff,
+    wait_dead,
+    write_counts,
+)
 
 PHASES = ("received", "handled")
 MAX_RUNS = 4  # the killed run plus at most three reruns per step
@@ -84,20 +91,6 @@ class _Killed(Exception):
     """Raised by the observer in the "received" phase so the simulator never applies the request."""
 
 
-def _wait_dead(pid: int, timeout: float = 10.0) -> None:
-    """Until ``pid`` is a zombie (or gone): SIGKILL is asynchronous, and the answer must find it dead."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
-            return
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return
-        time.sleep(0.001)
-    raise AssertionError(f"process {pid} did not die")
-
-
 @dataclass
 class Crash:
     """Kill the running subprocess at the ``k``-th external request, in ``phase``; fires once."""
@@ -114,7 +107,7 @@ class Crash:
                 return
             self.fired = (request.method, request.url.path)
             os.kill(self.pid, signal.SIGKILL)
-            _wait_dead(self.pid)
+            wait_dead(self.pid)
         if phase == "received":
             raise _Killed(f"killed at request {n}")
 
