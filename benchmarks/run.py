@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.latency import render_latency, run_latency
 from benchmarks.report import render
 from benchmarks.scenario import SizeResult, run_size, zoho_calls
 from reconciler.logs import configure
@@ -60,6 +61,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="run the old webhook app for real up to this size; above, compute its calls (default 10000)",
     )
+    parser.add_argument(
+        "--latency-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="deals in the latency section (each width runs the scenario once; 0 skips it; default 1000)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.1, metavar="S", help="seconds a request in that section (0.1)"
+    )
+    parser.add_argument("--latency-only", action="store_true", help="run only the latency section (no sizes)")
     return parser.parse_args(argv)
 
 
@@ -98,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = _load()
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     results = []
-    for size in args.sizes:
+    for size in [] if args.latency_only else args.sizes:
         loopback = size < args.in_process_from
         print(f"N={size:,}: simulators {'on loopback' if loopback else 'in-process'}", file=sys.stderr)
         result = run_size(size, loopback=loopback, measure_webhook=size <= args.webhook_max)
@@ -109,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     load = f"{load_before} at the start, {_load()} at the end (1, 5, 15 min); peak RSS {rss:,.0f} MB"
-    text = render(results, date=date, seconds=seconds, command=command.strip(), load=load)
+    text = render(results, date=date, seconds=seconds, command=command.strip(), load=load) if results else ""
+    if args.latency_size:
+        print(f"latency: {args.latency_size:,} deals, {args.latency:g} s a request", file=sys.stderr)
+        text += "\n" + render_latency(run_latency(args.latency_size, args.latency))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from reconciler.clients.http import CallStats, HttpClient, RetryPolicy
+from reconciler.clients.pool import Lanes
 from reconciler.clients.si import SiClient
 from reconciler.clients.zoho import TokenCache, ZohoAuth, ZohoClient
 from reconciler.mapping import Mapping
@@ -37,8 +38,10 @@ class Context:
     clock: Callable[[], float] = time.time
     http: httpx.Client | None = None
     calls: HttpClient | None = None  # the choke point both clients share (it holds the cycle's deadline)
+    lanes: Lanes = field(default_factory=Lanes)  # SI's per-project calls in flight at once (1 by default)
 
     def close(self) -> None:
+        self.lanes.close()
         if self.http is not None:
             self.http.close()
 
@@ -62,7 +65,17 @@ def build_context(
     http = HttpClient(raw, policy=policy or settings.retry_policy(), stats=stats, stop=stop)
     _, zoho, si = build_clients(settings, mapping, http, cache=store, clock=clock)
     return Context(
-        settings, mapping, store, zoho, si, stats=stats, stop=stop, clock=clock, http=raw, calls=http
+        settings,
+        mapping,
+        store,
+        zoho,
+        si,
+        stats=stats,
+        stop=stop,
+        clock=clock,
+        http=raw,
+        calls=http,
+        lanes=Lanes(settings.reconciler_si_concurrency),
     )
 
 

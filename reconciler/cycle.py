@@ -191,6 +191,7 @@ def _apply(
         stop=ctx.stop,
         deadline=deadline,
         progress=tracker,
+        lanes=ctx.lanes,
     )
     try:
         return applier.apply(the_plan)

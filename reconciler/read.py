@@ -225,16 +225,17 @@ def _with_details(ctx: Context, exports: list[SiExport], active: frozenset[str])
     for export in exports:
         group = (export.project_id, export.co_number)
         newest[group] = max(newest.get(group, 0), export.published_ms)
-    out = []
+    out: list[SiExport] = []
+    to_read: list[tuple[int, SiExport, bool]] = []  # (position in out, export, by message id)
     for export in sorted(exports, key=lambda e: e.published_ms):
         needed = need_co if export.co_number is not None else need_base
         is_newest = newest[(export.project_id, export.co_number)] == export.published_ms
-        if export.project_id not in active or not needed:
-            out.append(replace(export, detailed=True))
-        elif export.co_number is None and not is_newest:
-            out.append(replace(export, detailed=True))  # an older base message feeds nothing
-        else:
-            out.append(_detailed(ctx, export, by_message=not is_newest))
+        if export.project_id in active and needed and (export.co_number is not None or is_newest):
+            to_read.append((len(out), export, not is_newest))
+        out.append(replace(export, detailed=True))  # an older base message feeds nothing
+    for done in ctx.lanes.run(to_read, lambda job: _detailed(ctx, job[1], by_message=job[2])):
+        if done.value is not None:
+            out[done.item[0]] = done.value
     return out
 
 
@@ -259,15 +260,16 @@ def _detailed(ctx: Context, export: SiExport, *, by_message: bool) -> SiExport:
 
 def _confirm_adoptions(ctx: Context, projects: Iterable[str], got: _Read) -> set[str]:
     """Projects deals name that no link knows and SI sent nothing about: does SI know them?"""
-    known = set()
-    for project_id in sorted(projects):
+
+    def known(project_id: str) -> bool:
         try:
             ctx.si.get_project(project_id)
         except _ITEM_ERRORS as exc:
             event("si.unknown_project", "WARNING", project_id=project_id, error=str(exc))
-            continue
-        known.add(project_id)
-    return known
+            return False
+        return True
+
+    return {done.item for done in ctx.lanes.run(sorted(projects), known) if done.value}
 
 
 def _current_state(ctx: Context, active: frozenset[str], got: _Read) -> list[SiExport]:
@@ -286,15 +288,16 @@ def _current_state(ctx: Context, active: frozenset[str], got: _Read) -> list[SiE
         if group not in newest or export.published_ms > newest[group].published_ms:
             newest[group] = export
     need = {False: ctx.mapping.needs_project_detail(), True: ctx.mapping.needs_change_order_detail()}
+    groups = sorted(newest.items())
+    read = ctx.lanes.run(groups, lambda g: _detailed(ctx, g[1], by_message=False) if need[g[0][1]] else g[1])
     current = []
-    for (project_id, is_co), export in sorted(newest.items()):
-        if need[is_co]:
-            export = _detailed(ctx, export, by_message=False)
-            if export.problem is not None:
-                got.problems[keys.deep_read(project_id)] = (
-                    f"SI project {project_id}: its current state cannot be read: {export.problem}"
-                )
-                continue
+    for done in read:
+        (project_id, _), export = done.item[0], done.value or done.item[1]
+        if export.problem is not None:
+            got.problems[keys.deep_read(project_id)] = (
+                f"SI project {project_id}: its current state cannot be read: {export.problem}"
+            )
+            continue
         current.append(replace(export, current=True, detailed=True))
     return current
 
@@ -376,15 +379,17 @@ def fetch_publish_outcomes(
                 outcomes[status.id] = _outcome(status)
             if len(outcomes) == len(left) or seen >= budget:
                 break
-    for message_id in sorted(left - set(outcomes)):
-        try:
-            status = ctx.si.message_status(message_id)
-        except _ITEM_ERRORS as exc:
-            errors[message_id] = str(exc)
-            event("si.status_unknown", "WARNING", message_id=message_id, error=str(exc))
-            continue
-        if status.status_id in (keys.MESSAGE_IMPORTED, keys.MESSAGE_FAILED):
-            outcomes[message_id] = _outcome(status)
+    asked = ctx.lanes.run(sorted(left - set(outcomes)), ctx.si.message_status, catch=_ITEM_ERRORS)
+    for answer in asked:
+        message_id = answer.item
+        if answer.error is not None:
+            errors[message_id] = str(answer.error)
+            event("si.status_unknown", "WARNING", message_id=message_id, error=str(answer.error))
+        elif answer.value is not None and answer.value.status_id in (
+            keys.MESSAGE_IMPORTED,
+            keys.MESSAGE_FAILED,
+        ):
+            outcomes[message_id] = _outcome(answer.value)
     return outcomes, errors
 
 

@@ -26,6 +26,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.clients.http import RetryPolicy
+from reconciler.clients.pool import DEFAULT_WIDTH, MAX_WIDTH
 from reconciler.clients.zoho import DATA_CENTRES, DataCentre
 from reconciler.dbfile import db_path_problem
 from reconciler.errors import ConfigError
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     )
     reconciler_progress_every: float = Field(
         default=10.0, gt=0, le=3600, validation_alias=AliasChoices("RECONCILER_PROGRESS_EVERY")
+    )
+    reconciler_si_concurrency: int = Field(
+        default=DEFAULT_WIDTH, ge=1, le=MAX_WIDTH, validation_alias=AliasChoices("RECONCILER_SI_CONCURRENCY")
     )
     reconciler_healthcheck_url: str | None = _alias("RECONCILER_HEALTHCHECK_URL")
     reconciler_notify_url: str | None = _alias("RECONCILER_NOTIFY_URL")

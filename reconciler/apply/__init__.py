@@ -6,7 +6,9 @@ decided: a create that only needs its write-back, a note to look for before post
 ``MessageId``). Order: the planner's parks and failed reads are recorded; creates publish; SI updates
 go out; deal writes (the creates' write-backs among them) go out 100 a call; notes; then each pair whose
 actions are all done (applied or parked) settles (its snapshot and link are stored) and the SI messages it
-processed are acknowledged, one by one.
+processed are acknowledged. SI's calls (one per project: SI has no bulk form) run several at once
+(``RECONCILER_SI_CONCURRENCY``, see :mod:`reconciler.apply.si_writes`); a group of up to 100 actions has
+its intents committed in one transaction before its calls, and its outcomes in one after them.
 
 One failure never aborts the cycle: a per-record error parks that record (its batch-mates proceed); a
 transient failure leaves the intent pending for the next cycle (parked after ``MAX_ATTEMPTS``). A stop
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from reconciler.apply.book import ApplyResult, Book, Progress
-from reconciler.apply.si_writes import SiWriter
+from reconciler.apply.si_writes import GROUP, SiWriter
 from reconciler.apply.zoho_writes import DealWrite, ZohoWriter
+from reconciler.clients.pool import Lanes
 from reconciler.clients.si import SiClient
 from reconciler.clients.zoho import ZohoClient
 from reconciler.errors import StopRequested
@@ -47,6 +50,9 @@ __all__ = ["Applier", "ApplyResult", "Progress"]
 
 
 class Applier:
+    """Executes a plan. Its many keyword parameters are the cycle's seams (the cycle id its outcomes are
+    recorded under, the stop event, the time budget, the progress reporter and the SI lanes)."""
+
     def __init__(
         self,
         store: Store,
@@ -59,6 +65,7 @@ class Applier:
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         progress: Progress | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self.store = store
         self.mapping = mapping
@@ -70,7 +77,7 @@ class Applier:
             clock=clock,
             progress=progress,
         )
-        self.si = SiWriter(si, mapping, self.book)
+        self.si = SiWriter(si, mapping, self.book, lanes or Lanes())
         self.zoho = ZohoWriter(zoho, self.book)
         self._message_ids: dict[str, str] = {}  # our planned MessageId -> the one SI acknowledged
 
@@ -90,14 +97,11 @@ class Applier:
             book.result.stopped = True
         book.blocked |= {a.key for a in plan.actions} - book.finished
         acks = self._settle(plan.settles)
-        for ack in acks:
-            if book.stopping():
-                break
+        if acks and not book.stopping():
             try:
-                self.si.ack(ack)
+                self.si.ack_all(acks)
             except StopRequested:
                 book.result.stopped = True
-                break
         self._close(plan.resolved)
         for export in plan.unknown:
             self.store.note_unknown_project(
@@ -109,20 +113,16 @@ class Applier:
         """The plan's writes, in order: creates, SI updates, deal writes (write-backs included), notes."""
         book = self.book
         writes: list[DealWrite] = []
-        for create in _of(plan, CreateProject):
+        for group in _groups(_of(plan, CreateProject)):
             if book.stopping():
-                book.skipped(create.key)
+                book.blocked.update(create.key for create in group)
                 continue
-            write = self.si.create(create)
-            if write is not None:
-                writes.append(write)
-        for update in _of(plan, UpdateProject):
+            writes.extend(self.si.create_all(group))
+        for group in _groups(_of(plan, UpdateProject)):
             if book.stopping():
-                book.skipped(update.key)
+                book.blocked.update(update.key for update in group)
                 continue
-            message_id = self.si.update(update)
-            if message_id is not None:
-                self._message_ids[update.message_id] = message_id
+            self._message_ids.update(self.si.update_all(group))
         writes.extend(DealWrite.of(u) for u in _of(plan, UpdateDeal))
         self.zoho.write_deals(writes)
         self.zoho.add_notes(_of(plan, AddNote))
@@ -178,24 +178,29 @@ class Applier:
         store, book = self.store, self.book
         acks: list[Ack] = []
         unknown = {u["project_id"] for u in store.unknown_projects()}  # usually none
-        for settle in settles:
-            if any(key in book.blocked for key in settle.action_keys):
-                continue
+        ready = [s for s in settles if not any(key in book.blocked for key in s.action_keys)]
+        for group in _groups(ready):
             with store.atomic():
-                if settle.link is not None:
-                    store.upsert_link(settle.link)
-                    if settle.link.project_id in unknown:  # e.g. adopted from the deal's SI_Project_ID
-                        store.forget_unknown_project(settle.link.project_id)
-                    if not settle.link.active:
-                        event("pair.inactive", deal_id=settle.deal_id, reason=settle.link.inactive_reason)
-                if settle.zoho is not None:
-                    store.save_snapshot(self._snapshot(settle))
-                elif settle.held is not None:
-                    store.save_held(settle.deal_id, settle.held)
-                for key in settle.resolved_keys:
-                    store.finish_intent(key)
-            acks.extend(settle.acks)
+                for settle in group:
+                    self._store_pair(settle, unknown)
+                    acks.extend(settle.acks)
         return acks
+
+    def _store_pair(self, settle: Settle, unknown: set[str]) -> None:
+        """One pair's snapshot and link (inside its group's transaction)."""
+        store = self.store
+        if settle.link is not None:
+            store.upsert_link(settle.link)
+            if settle.link.project_id in unknown:  # e.g. adopted from the deal's SI_Project_ID
+                store.forget_unknown_project(settle.link.project_id)
+            if not settle.link.active:
+                event("pair.inactive", deal_id=settle.deal_id, reason=settle.link.inactive_reason)
+        if settle.zoho is not None:
+            store.save_snapshot(self._snapshot(settle))
+        elif settle.held is not None:
+            store.save_held(settle.deal_id, settle.held)
+        for key in settle.resolved_keys:
+            store.finish_intent(key)
 
     def _snapshot(self, settle: Settle) -> Snapshot:
         pending = {
@@ -222,6 +227,11 @@ class Applier:
         with self.store.atomic():
             for key in keys:
                 self.store.finish_intent(key)
+
+
+def _groups(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), GROUP):
+        yield items[start : start + GROUP]
 
 
 def _of(plan: Plan, kind: type[Any]) -> list[Any]:

@@ -83,8 +83,9 @@ class ZohoWriter:
                 for write in batch:
                     book.failed(write.key, write.action, exc)
                 continue
-            for write, outcome in zip(batch, results, strict=True):
-                self._deal_result(write, outcome)
+            with store.atomic():  # the batch's outcomes in one transaction
+                for write, outcome in zip(batch, results, strict=True):
+                    self._deal_result(write, outcome)
 
     def _deal_result(self, write: DealWrite, outcome: RecordResult) -> None:
         store, book = self.book.store, self.book
@@ -156,8 +157,9 @@ class ZohoWriter:
                 for note in batch:
                     book.failed(note.key, "note", exc)
                 continue
-            for note, outcome in zip(batch, results, strict=True):
-                self._note_result(note, outcome)
+            with store.atomic():  # the batch's outcomes in one transaction
+                for note, outcome in zip(batch, results, strict=True):
+                    self._note_result(note, outcome)
 
     def _already_there(self, note: AddNote) -> bool:
         """An earlier attempt may have reached Zoho before we could record it: look on the deal first."""

@@ -17,6 +17,10 @@ Time is bounded three ways, so no server can hold a call (or a stopping daemon) 
 * an optional cycle deadline (:meth:`HttpClient.cycle_deadline`): once it passes, a new call fails at
   once with :class:`CycleBudgetSpent`, so the cycle can stop starting actions and report that it overran.
 
+Calls may run in several threads at once (SI's per-project calls, :mod:`reconciler.clients.pool`). A
+429, or any answer with ``Retry-After``, pauses **every** call to that API, not only the one that got it:
+no thread sends to that API again before the wait is over (``_Pauses``).
+
 A stop request (SIGTERM sets the ``stop`` event) ends a retry wait at once. The call in flight is let
 finish (the contract: a stop finishes the call in flight), but not indefinitely: an answer still being
 read ``stop_grace`` seconds after the stop is cut off at its next chunk with
@@ -94,10 +98,12 @@ class CycleBudgetSpent(TransientApiError):
 
 
 class _Deadlines(threading.local):
-    """Per thread: when the exchange in flight must end, and the stop event to watch while reading."""
+    """Per thread: when the exchange in flight must end, the stop event to watch while reading, and the
+    end of the last wait this thread was told to take (a 429's pause is already waited out by it)."""
 
     exchange: float | None = None
     stop: threading.Event | None = None
+    waited_until: float = 0.0
 
 
 class _DeadlineStream(httpx.SyncByteStream):
@@ -156,6 +162,24 @@ class CallStats:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.calls)
+
+
+class _Pauses:
+    """Per API (the endpoint label's first part: ``si``, ``zoho``): the moment before which no call to it
+    starts, set by a 429 or a ``Retry-After`` that any thread received."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def extend(self, endpoint: str, until: float) -> None:
+        api = endpoint.split(".", 1)[0]
+        with self._lock:
+            self._until[api] = max(self._until.get(api, 0.0), until)
+
+    def until(self, endpoint: str) -> float:
+        with self._lock:
+            return self._until.get(endpoint.split(".", 1)[0], 0.0)
 
 
 class RetryableStatus(Exception):
@@ -242,6 +266,7 @@ class HttpClient:
         self._clock = clock
         self._cycle_deadline: float | None = None
         self._local = _Deadlines()
+        self._pauses = _Pauses()
         self._backoff = wait_exponential_jitter(
             multiplier=self.policy.initial_wait, max=self.policy.max_wait, jitter=self.policy.jitter
         )
@@ -293,8 +318,24 @@ class HttpClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
-            return min(exc.retry_after, self.policy.max_retry_after)
-        return float(self._backoff(state))
+            wait = min(exc.retry_after, self.policy.max_retry_after)
+        else:
+            wait = float(self._backoff(state))
+        if isinstance(exc, RetryableStatus) and (exc.status == 429 or exc.retry_after is not None):
+            until = self._clock() + wait
+            self._pauses.extend(exc.endpoint, until)  # the whole API waits, every thread
+            self._local.waited_until = until  # this thread waits it out in tenacity's sleep
+        return wait
+
+    def _await_pause(self, endpoint: str, deadline: float) -> None:
+        """Before sending: wait out a pause another thread's 429 or ``Retry-After`` set on this API."""
+        until = self._pauses.until(endpoint)
+        wait = until - self._clock()
+        if wait <= 0 or until <= self._local.waited_until:  # past, or this thread's own wait
+            return
+        if self._clock() + wait >= deadline:
+            raise TransientApiError(endpoint, "the API asked to wait past this call's time budget", 429)
+        self._sleep(wait)
 
     def _stop_when(self, deadline: float) -> Callable[[RetryCallState], bool]:
         """Give up after the last attempt, or when the next wait would end past the call's deadline."""
@@ -360,6 +401,7 @@ class HttpClient:
     def _attempt(
         self, endpoint: str, method: str, url: str, deadline: float, **kwargs: Any
     ) -> httpx.Response:
+        self._await_pause(endpoint, deadline)
         local = self._local
         local.exchange = min(deadline, self._clock() + self.policy.request_deadline)
         local.stop = self._stop

@@ -15,6 +15,7 @@ import httpx
 from reconciler.settings import Settings
 from reconciler.sim.server import Observer, RequestCounter, SimServer
 from reconciler.sim.si import SiSim
+from reconciler.sim.wire import Wire
 from reconciler.sim.zoho import ZohoSim
 
 __all__ = ["IN_PROCESS_SI", "IN_PROCESS_ZOHO", "SimPair"]
@@ -29,13 +30,15 @@ class SimPair:
     si: SiSim = field(default_factory=SiSim)
     servers: list[SimServer] = field(default_factory=list)
     counter: RequestCounter = field(default_factory=RequestCounter)
+    si_wire: Wire = field(default_factory=Wire)  # the network to each: latency, requests in flight
+    zoho_wire: Wire = field(default_factory=Wire)
 
     # ---- in-process -------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "zoho.sim":
-            return self.zoho.handle(request)
-        return self.si.handle(request)
+            return self.zoho_wire.carry(self.zoho.handle, request)
+        return self.si_wire.carry(self.si.handle, request)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -44,8 +47,8 @@ class SimPair:
 
     def start(self, observer: Observer | None = None) -> SimPair:
         self.servers = [
-            SimServer(self.zoho.handle, observer=observer, counter=self.counter).start(),
-            SimServer(self.si.handle, observer=observer, counter=self.counter).start(),
+            SimServer(self.zoho.handle, observer=observer, counter=self.counter, wire=self.zoho_wire).start(),
+            SimServer(self.si.handle, observer=observer, counter=self.counter, wire=self.si_wire).start(),
         ]
         return self
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from reconciler.sim.wire import Wire
+
 __all__ = ["Handler", "Observer", "RequestCounter", "SimServer"]
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -55,8 +57,10 @@ class SimServer:
         port: int = 0,
         observer: Observer | None = None,
         counter: RequestCounter | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self.handler = handler
+        self.wire = wire or Wire()
         self.observer = observer
         self.counter = counter or RequestCounter()
         self._lock = threading.Lock()
@@ -117,7 +121,7 @@ class SimServer:
                     content=body,
                 )
                 try:
-                    response = server._dispatch(request)
+                    response = server.wire.carry(server._dispatch, request)
                 except httpx.TransportError:  # a simulated timeout or reset: hang up without answering
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True

@@ -27,10 +27,10 @@ def test_a_disk_that_fills_up_mid_cycle_rolls_back_and_the_next_cycle_resumes(
         sims.zoho.add_deal(Deal_Name=f"Deal {n} " + "x" * 200, Account_Name="Acme", Send_to_SI=True)
         for n in range(120)
     ]
-    ctx = make_ctx(sims)
+    ctx = make_ctx(sims, reconciler_si_concurrency=1)  # one publish in flight at a time (see below)
     db = ctx.store.db
     pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
-    db.execute_sql(f"PRAGMA max_page_count = {pages + 12}")
+    db.execute_sql(f"PRAGMA max_page_count = {pages + 30}")
     with pytest.raises(StoreBusyError) as caught:
         cycle(ctx)
     assert caught.value.exit_code == EX_FAIL

@@ -61,6 +61,33 @@ def _status(env: dict[str, str], cwd: Path) -> dict:
     return json.loads(run_cli(["status", "--json"], env, cwd, check=True).stdout)
 
 
+def test_with_four_lanes_a_sigterm_lets_the_calls_in_flight_finish_and_starts_no_more(tmp_path: Path) -> None:
+    """Four SI lanes, 16 creates, SIGTERM at the 2nd publish: the publishes already in flight (or picked
+    up in the instant before the signal is handled) finish, no other starts; the rerun converges with
+    one project per deal."""
+    observer = SignalAt(2, signal.SIGTERM)
+    sims = _serve(observer)
+    sims.si_wire.latency = 0.05  # the four lanes' publishes overlap on the wire
+    try:
+        deals = _flag(sims, 16)
+        env = sims.environment(tmp_path / "reconciler.db", DEFAULT_MAPPING, RECONCILER_SI_CONCURRENCY="4")
+        proc = start_cli(["run-once"], env, tmp_path)
+        observer.pid = proc.pid
+        _, err = proc.communicate(timeout=60)
+
+        assert proc.returncode == 143, err
+        assert re.search(r"interrupted after \d+ of 16; a rerun resumes", err), err
+        assert sims.si_wire.peak <= 4
+        assert 2 <= len(sims.si.publish_messages) <= 6  # the four in flight, a lane's next at most
+        rerun = run_cli(["run-once"], env, tmp_path)
+        assert rerun.returncode == 0, rerun.stderr
+        published = sorted(m.project_id for m in sims.si.publish_messages)
+        assert sorted(set(published)) == sorted(project_guid(d) for d in deals)
+        assert len(published) - len(set(published)) <= 4  # at most the calls in flight are made again
+    finally:
+        sims.stop()
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_finishes_the_call_in_flight_records_interrupted_and_a_rerun_resumes(
     tmp_path: Path, signum: signal.Signals, code: int
@@ -72,7 +99,8 @@ def test_a_signal_mid_run_finishes_the_call_in_flight_records_interrupted_and_a_
     sims = _serve(observer)
     try:
         deals = _flag(sims, 5)
-        env = sims.environment(tmp_path / "reconciler.db", DEFAULT_MAPPING)
+        # One SI call at a time, so "the one in flight" is exactly one (four lanes: the test below).
+        env = sims.environment(tmp_path / "reconciler.db", DEFAULT_MAPPING, RECONCILER_SI_CONCURRENCY="1")
         proc = start_cli(["run-once"], env, tmp_path)
         observer.pid = proc.pid
         _, err = proc.communicate(timeout=60)
