@@ -208,6 +208,8 @@ class Alerter:
         timeout: float = _DEFAULT_TIMEOUT,
         source: str | None = None,
     ) -> None:
+        """Eight parameters on purpose: the transport, the URL and the state it needs, then one seam each
+        for tests (clock) and one setting each for how often and after how many failures it speaks."""
         self._http = http
         self._url = url or None
         self._state = state

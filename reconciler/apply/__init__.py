@@ -50,8 +50,7 @@ __all__ = ["Applier", "ApplyResult", "Progress"]
 
 
 class Applier:
-    """Executes a plan. Its many keyword parameters are the cycle's seams (the cycle id its outcomes are
-    recorded under, the stop event, the time budget, the progress reporter and the SI lanes)."""
+    """Executes a plan (see the module docstring)."""
 
     def __init__(
         self,
@@ -67,6 +66,9 @@ class Applier:
         progress: Progress | None = None,
         lanes: Lanes | None = None,
     ) -> None:
+        """Ten parameters on purpose: the four objects it acts through, then the cycle's seams as keywords
+        (the cycle id outcomes are recorded under, the stop event, the time budget and its clock, the
+        progress reporter, the SI lanes)."""
         self.store = store
         self.mapping = mapping
         self.book = Book(

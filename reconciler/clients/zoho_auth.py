@@ -210,6 +210,7 @@ class ZohoAuth(httpx.Auth):
         cache: TokenCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Eight keywords on purpose, one per part of the grant (see the class docstring)."""
         if not refresh_token and not soid:
             raise ConfigError(
                 "ZOHO_REFRESH_TOKEN: not set (or set ZOHO_SOID for the client-credentials grant)"
