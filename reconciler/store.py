@@ -25,6 +25,7 @@ from typing import Any
 import peewee as pw
 from playhouse.migrate import SqliteMigrator
 
+from reconciler import keys
 from reconciler.clients.zoho import CachedToken
 from reconciler.dbfile import BUSY_TIMEOUT_SECONDS, SafeSqliteDatabase, prepare_db_file, restore_hint
 from reconciler.errors import ConfigError, StoreError
@@ -33,7 +34,7 @@ from reconciler.model import AuditEntry, CycleReport, IntentState, LinkState, Sn
 
 __all__ = ["SCHEMA_VERSION", "Store"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # version -> migration step taking (migrator, models); applied in order to bring an old file up to date.
 Migration = Callable[[SqliteMigrator, Any], None]
 
@@ -51,7 +52,14 @@ def _v2_snapshot_counters(migrator: SqliteMigrator, models: Any) -> None:
     )
 
 
-MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_counters}
+def _v3_cycle_indexes(migrator: SqliteMigrator, models: Any) -> None:
+    """v3: indexes for what every cycle asks, so that an idle cycle reads no pair it has no reason to:
+    the links whose publish is pending, and the snapshots with an SI update pending (a partial index)."""
+    for model in (models.Link, models.SnapshotRow):
+        model._schema.create_indexes(safe=True)
+
+
+MIGRATIONS: dict[int, Migration] = {2: _v2_snapshot_counters, 3: _v3_cycle_indexes}
 
 
 def _models(db: pw.Database) -> Any:
@@ -72,7 +80,7 @@ def _models(db: pw.Database) -> Any:
         deal_id = pw.CharField(primary_key=True)
         project_id = pw.CharField(index=True)
         message_id = pw.CharField(null=True)
-        publish_status = pw.CharField(default="pending")
+        publish_status = pw.CharField(default="pending", index=True)
         publish_error = pw.TextField(null=True)
         active = pw.BooleanField(default=True)
         inactive_reason = pw.TextField(null=True)
@@ -93,6 +101,11 @@ def _models(db: pw.Database) -> Any:
 
         class Meta:
             table_name = "snapshot"
+
+    # Only the few snapshots with an SI update of ours pending: each cycle reads those, never the rest.
+    SnapshotRow.add_index(
+        SnapshotRow.index(SnapshotRow.deal_id, name="snapshot_pending").where(SnapshotRow.pending != "{}")
+    )
 
     class Intent(Base):
         key = pw.CharField(primary_key=True)
@@ -484,8 +497,11 @@ class Store:
         return None if row is None else self._intent(row)
 
     def open_intents(self) -> dict[str, IntentState]:
-        """Every intent not done: pending (in flight or failed before) and parked."""
-        query = self.m.Intent.select().where(self.m.Intent.status != "done")
+        """Every intent not done: pending (in flight or failed before), parked and re-queued.
+
+        ``status IN (...)`` rather than ``!= 'done'``: SQLite serves the former from the status index and
+        must scan every intent (three or more a pair) for the latter."""
+        query = self.m.Intent.select().where(self.m.Intent.status.in_(sorted(keys.OPEN)))
         return {row.key: self._intent(row) for row in query}
 
     def intents_with_prefixes(self, prefixes: Iterable[str]) -> dict[str, IntentState]:
