@@ -59,7 +59,7 @@ class OldLoadingStore(Store):
     """What the store read per cycle before schema version 3 (for the comparison only)."""
 
     def open_intents(self) -> dict[str, IntentState]:
-        query = self.m.Intent.select().where(self.m.Intent.status != "done")
+        query = self.tables.Intent.select().where(self.tables.Intent.status != "done")
         return {row.key: self._intent(row) for row in query}
 
     def links_where(
