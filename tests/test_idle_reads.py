@@ -7,13 +7,14 @@ link, snapshot or intent takes steps in proportion to the rows it passes over, e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from reconciler.context import Context
 from reconciler.model import LinkState, Snapshot
 from reconciler.read import ReadOptions, read_world
+from reconciler.sim.harness import SimPair
 from reconciler.store import Store
 from tests.conftest import cycle
 
@@ -70,7 +71,7 @@ def _idle(ctx: Context) -> _Work:
     return work
 
 
-def _settled_world(sims, make_ctx) -> Context:  # type: ignore[no-untyped-def]
+def _settled_world(sims: SimPair, make_ctx: Callable[..., Context]) -> Context:
     for n in range(3):
         sims.zoho.add_deal(Deal_Name=f"Deal {n}", Account_Name="Acme", Send_to_SI=True, Amount=100 + n)
     ctx = make_ctx(sims)
