@@ -7,6 +7,7 @@ import platform
 from collections import Counter
 from collections.abc import Sequence
 
+from benchmarks.idle import RECORDED_CPU, TARGET_RATIO, IdleRow
 from benchmarks.scenario import SizeResult, total, writes, zoho_calls
 
 __all__ = ["machine", "render"]
@@ -68,7 +69,15 @@ def _verdict(verdict: str, detail: str) -> str:
     return f"**{verdict}**" + (f" {detail}" if detail else "")
 
 
-def render(results: Sequence[SizeResult], *, date: str, seconds: float, command: str, load: str) -> str:
+def render(
+    results: Sequence[SizeResult],
+    idle: Sequence[IdleRow] = (),
+    *,
+    date: str,
+    seconds: float,
+    command: str,
+    load: str,
+) -> str:
     info = machine()
     where = "; ".join(f"N={r.size:,} {r.where} ({r.seconds / 60:.1f} min)" for r in results)
     lines = [
@@ -133,6 +142,7 @@ def render(results: Sequence[SizeResult], *, date: str, seconds: float, command:
         ]
     lines += ["", *(f"- {text}" for text in NAIVE_NOTES)]
     lines += [f"- {note}" for r in results for note in r.notes]
+    lines += _idle_section(idle)
     lines += ["", "## Targets", ""]
     for r in results:
         lines += [
@@ -148,9 +158,58 @@ def render(results: Sequence[SizeResult], *, date: str, seconds: float, command:
             for c in r.compare
             if c.verdict
         ]
+    lines += [f"- {row.path}: {_idle_target(row, idle)}" for row in idle[:1]]
     lines.append("")
     return "\n".join(lines)
 
 
 def _target(verdict: str, target: str, detail: str) -> str:
     return f"**{verdict}** ({target})" + (f": {detail}" if detail else "")
+
+
+def _idle_verdict(row: IdleRow) -> str:
+    ratio = RECORDED_CPU / row.cpu if row.cpu else float("inf")
+    return "PASS" if ratio >= TARGET_RATIO else "MISS"
+
+
+def _idle_target(row: IdleRow, idle: Sequence[IdleRow]) -> str:
+    target = f">= {TARGET_RATIO:g}x less CPU than the recorded {RECORDED_CPU:g} s"
+    detail = f"{row.cpu:.3f} s, {RECORDED_CPU / row.cpu:.1f}x less"
+    return f"**{_idle_verdict(row)}** (idle cycle at {row.size:,} linked deals, {target}): {detail}"
+
+
+def _idle_section(idle: Sequence[IdleRow]) -> list[str]:
+    """The idle cycle over seeded pairs: today's loading path first, the old one measured after it."""
+    if not idle:
+        return []
+    now, old = idle[0], idle[-1]
+    lines = [
+        "",
+        f"## Idle cycle at {now.size:,} linked deals",
+        "",
+        f"{now.size:,} settled pairs seeded (`benchmarks/seed.py`: one pair created by the real cycles, then "
+        "copied under fresh ids into the store and both simulators), simulators in-process. CPU "
+        "(`time.process_time`) of one idle cycle, best of 3 after a warm-up, a `gc.collect()` before each; "
+        "the simulators' own share is timed at the transport. The old loading path "
+        "(`benchmarks/idle.py: OldLoadingStore`) is what the store read per cycle before schema version 3, "
+        f"on the same data. Recorded figure: {RECORDED_CPU:g} s (README, `make bench` of 2026-11-26, row "
+        '"100,000 | b. idle cycle", simulators included).',
+        "",
+        "| N | loading path | calls | CPU s | simulators s | ours s | wall s | vs recorded "
+        f"{RECORDED_CPU:g} s | vs old path (CPU / ours) | target | result |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for row in idle:
+        versus_old = (
+            f"{old.cpu / row.cpu:.1f}x / {old.ours / row.ours:.1f}x"
+            if row is not old and row.ours > 0
+            else "-"
+        )
+        target = f">= {TARGET_RATIO:g}x less than {RECORDED_CPU:g} s" if row is now else "-"
+        result = f"**{_idle_verdict(row)}**" if row is now else "-"
+        lines.append(
+            f"| {row.size:,} | {row.path} | {sum(row.calls.values())} | {row.cpu:.3f} | {row.sim_cpu:.3f} | "
+            f"{row.ours:.3f} | {row.wall:.3f} | {RECORDED_CPU / row.cpu:.1f}x | {versus_old} | {target} | "
+            f"{result} |"
+        )
+    return lines

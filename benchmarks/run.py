@@ -2,7 +2,8 @@
 
 Per size N (all deals flagged, with accounts): (a) the first full cycle and the one confirming SI's
 imports, (b) an idle cycle, (c) a cycle after 10% of the projects changed in SI, (d) the planner alone on
-the World of (c); and case (c) done by two naive strategies. Targets are checked and printed PASS/MISS.
+the World of (c); and case (c) done by two naive strategies. Then the CPU of an idle cycle over 100,000
+seeded pairs (:mod:`benchmarks.idle`). Targets are checked and printed PASS/MISS.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.latency import render_latency, run_latency
+from benchmarks.idle import IdleRow, run_idle
+from benchmarks.latency import LatencyResult, render_latency, run_latency
 from benchmarks.report import render
 from benchmarks.scenario import SizeResult, run_size, zoho_calls
 from reconciler.logs import configure
@@ -53,6 +55,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=100_000,
         metavar="N",
         help="run the simulators in-process (not on loopback) from this size on (default 100000)",
+    )
+    parser.add_argument(
+        "--idle-size",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="the idle cycle's CPU over N seeded pairs, today's loading path and the old one (0: skip)",
+    )
+    parser.add_argument(
+        "--idle-only", action="store_true", help="only the idle-cycle measurement (no --sizes run)"
     )
     parser.add_argument(
         "--webhook-max",
@@ -110,21 +122,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = _load()
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     results = []
-    for size in [] if args.latency_only else args.sizes:
+    for size in [] if args.idle_only or args.latency_only else args.sizes:
         loopback = size < args.in_process_from
         print(f"N={size:,}: simulators {'on loopback' if loopback else 'in-process'}", file=sys.stderr)
         result = run_size(size, loopback=loopback, measure_webhook=size <= args.webhook_max)
         judge(result)
         results.append(result)
         print(f"N={size:,}: done in {result.seconds:.0f} s", file=sys.stderr)
+    idle: list[IdleRow] = []
+    if args.idle_size and not args.latency_only:
+        print(f"N={args.idle_size:,}: idle cycle over seeded pairs", file=sys.stderr)
+        idle = run_idle(args.idle_size)
+    latency: LatencyResult | None = None
+    if args.latency_size and not args.idle_only:
+        print(f"latency: {args.latency_size:,} deals, {args.latency:g} s a request", file=sys.stderr)
+        latency = run_latency(args.latency_size, args.latency)
     seconds = time.perf_counter() - started
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     load = f"{load_before} at the start, {_load()} at the end (1, 5, 15 min); peak RSS {rss:,.0f} MB"
-    text = render(results, date=date, seconds=seconds, command=command.strip(), load=load) if results else ""
-    if args.latency_size:
-        print(f"latency: {args.latency_size:,} deals, {args.latency:g} s a request", file=sys.stderr)
-        text += "\n" + render_latency(run_latency(args.latency_size, args.latency))
+    text = render(results, idle, date=date, seconds=seconds, command=command.strip(), load=load)
+    if latency is not None:
+        text += "\n" + render_latency(latency)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

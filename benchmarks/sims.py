@@ -76,10 +76,39 @@ def _conjuncts(cond: Any) -> Iterator[Any]:
         yield from _conjuncts(cond.right)
 
 
+def _floors(cond: Any, types: dict[str, str]) -> list[tuple[str, str, datetime]]:
+    """The ``datetime > / >= literal`` atoms every matching row must satisfy (``Modified_Time >= ...``)."""
+    floors = []
+    for atom in _conjuncts(cond):
+        if types.get(atom.field) == "datetime" and atom.op in (">", ">=") and isinstance(atom.value, str):
+            try:
+                floors.append((atom.field, atom.op, datetime.fromisoformat(atom.value)))
+            except ValueError:
+                continue
+    return floors
+
+
+def _maybe_after(deal: dict[str, Any], floors: list[tuple[str, str, datetime]]) -> bool:
+    """False only when the deal's own value is certainly before a floor; otherwise the stock code decides."""
+    for name, op, floor in floors:
+        raw = deal.get(name)
+        if not isinstance(raw, str):
+            continue
+        try:
+            value = datetime.fromisoformat(raw)
+            if value < floor or (op == ">" and value == floor):
+                return False
+        except (TypeError, ValueError):  # unparseable, or naive against aware: not ours to judge
+            continue
+    return True
+
+
 class IndexedZohoSim(ZohoSim):
     """ZohoSim whose COQL visits deals in id order from the first id the criteria allow, and stops once
     the page (plus one row, for ``more_records``) is full, for the queries our clients send
-    (``order by id asc``, no offset). The stock ``_run`` then answers from those rows only."""
+    (``order by id asc``, no offset). A deal whose ``Modified_Time`` is certainly before the query's
+    ``Modified_Time >= ...`` is passed over with one comparison (Zoho serves that criterion from its own
+    index); the stock ``_run`` then answers from the remaining rows only."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -115,10 +144,11 @@ class IndexedZohoSim(ZohoSim):
                 candidates: Any = [exact] if str(exact) in self.deals else []
             else:
                 candidates = (ids[i] for i in range(start, len(ids)))
+            floors = _floors(query.where, types)
             found: dict[str, dict[str, Any]] = {}
             for deal_id in candidates:
                 deal = self.deals[str(deal_id)]
-                if self._matches(deal, query.where, types):
+                if _maybe_after(deal, floors) and self._matches(deal, query.where, types):
                     found[str(deal_id)] = deal
                     if len(found) > query.limit:
                         break

@@ -4,7 +4,8 @@ Process-wide here: the global flags (``--env-file``, ``--db``, ``-v``/``-q``), S
 ``run-once`` and ``daemon`` (installed first thing, see :mod:`reconciler.interrupts`), a closed stdout
 (``status | head -2`` ends quietly), and any :class:`~reconciler.errors.UserError` becoming one line per
 problem on stderr and its exit code (78 configuration and credentials, 75 a held lock; a cycle command
-tells the health check about those two). What each command does is in :mod:`reconciler.commands`.
+tells the health check about those two). What each command does is in :mod:`reconciler.commands` (the
+commands that run a cycle) and :mod:`reconciler.admin` (the others).
 """
 
 from __future__ import annotations
@@ -20,21 +21,17 @@ from typing import Any
 import httpx
 
 from reconciler import __version__
-from reconciler.commands import (
-    cmd_apply,
+from reconciler.admin import (
     cmd_auth,
     cmd_backup,
     cmd_check,
-    cmd_daemon,
     cmd_demo,
     cmd_history,
     cmd_init_config,
-    cmd_plan,
-    cmd_reconcile,
     cmd_retry,
-    cmd_run_once,
     cmd_status,
 )
+from reconciler.commands import cmd_apply, cmd_daemon, cmd_plan, cmd_reconcile, cmd_run_once
 from reconciler.errors import EX_CONFIG, EX_TEMPFAIL, UserError
 from reconciler.interrupts import StopOnSignals
 from reconciler.settings import Settings

@@ -87,8 +87,9 @@ def read_world(ctx: Context, options: ReadOptions) -> World:
     got.links = store.links_where(
         deal_ids=deal_ids, project_ids=project_ids | link_values, pending_publish=True, active=options.full
     )
-    active_links = store.active_link_count()
+    active_links = None  # the mass-change guard's yardstick: only a full read can miss linked deals
     if options.full:
+        active_links = store.active_link_count()
         _confirm_missing(ctx, got, active_links, options.force)
     needs = read_needs(got.deals, got.links, mapping)
     got.exports = _with_details(ctx, exports, needs.active)

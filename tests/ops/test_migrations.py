@@ -1,8 +1,8 @@
 """Upgrades: a database from every schema version that ever shipped opens in this version, data intact.
 
 ``schemas/v<N>.sql`` is a dump of version N's schema with a few rows in every table, made by
-``python -m tests.ops.schema_snapshot`` when N was current. Adding a version is: bump
-``SCHEMA_VERSION``, add its step to ``store.MIGRATIONS``, run that command, commit the new file.
+``python -m tests.ops.schema_snapshot`` when N was current. Adding a version is: bump ``SCHEMA_VERSION``,
+add its step to ``MIGRATIONS`` (``reconciler/store/schema.py``), run that command, commit the new file.
 """
 
 from __future__ import annotations
