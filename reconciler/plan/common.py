@@ -120,8 +120,12 @@ def _create_only(mapping: Mapping) -> list[str]:
 def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> dict[str, Any]:
     """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
     canon: dict[str, Any] = {}
+    values = deal.values
     for path, column, is_flag, fmap in spec or canon_spec(mapping):
-        raw = deal.values.get(column)
+        raw = values.get(column)
+        if fmap is not None and type(raw) is str and fmap.zoho_type == "text":
+            canon[path] = raw if raw.strip() else None  # what canonical() does for text, inlined: hot
+            continue
         try:
             if is_flag:
                 canon[path] = bool(raw) if isinstance(raw, bool) else canonical(raw, "boolean") or False

@@ -34,7 +34,7 @@ from reconciler.plan.common import canon_digest, canon_spec, create_spec, digest
 from reconciler.plan.create import plan_create, resume_create
 from reconciler.plan.guard import refusal
 from reconciler.plan.needs import deal_role
-from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, plan_pair, split_held
+from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, is_quiet, plan_pair, split_held
 from reconciler.plan.reports import si_reports
 
 __all__ = ["plan"]
@@ -236,7 +236,7 @@ class _Driver:
             return
         if not link.active:
             link = replace(link, active=True, inactive_reason=None)
-        self.pairs[deal.id] = PairInputs(
+        inputs = PairInputs(
             link,
             stored,
             canon,
@@ -245,6 +245,8 @@ class _Driver:
             tuple(self.exports.get(link.project_id, ())),
             forced=self._forced(deal.id, link.project_id),
         )
+        if not is_quiet(inputs, self.lookups):  # a quiet pair plans nothing: not kept (most of a full read)
+            self.pairs[deal.id] = inputs
 
     def _stop(self, link: LinkState, reason: str) -> None:
         """Syncing stops; SI's messages for the project are acknowledged (so they do not come back every

@@ -27,7 +27,16 @@ from reconciler.plan.reports import si_reports
 from reconciler.plan.values import decide_fields, heard
 from reconciler.plan.work import Lookups, PairInputs, PairPlan, Work, acks_for, add, failure
 
-__all__ = ["Lookups", "PairInputs", "PairPlan", "acks_for", "failure", "plan_pair", "split_held"]
+__all__ = [
+    "Lookups",
+    "PairInputs",
+    "PairPlan",
+    "acks_for",
+    "failure",
+    "is_quiet",
+    "plan_pair",
+    "split_held",
+]
 
 
 def split_held(exports: Sequence[SiExport], w: Lookups) -> tuple[tuple[SiExport, ...], tuple[SiExport, ...]]:
@@ -47,7 +56,7 @@ def split_held(exports: Sequence[SiExport], w: Lookups) -> tuple[tuple[SiExport,
 
 def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
     """Plan one pair (see the module docstring for the order of decisions)."""
-    if not p.exports and _quiet(p, w):
+    if is_quiet(p, w):
         return PairPlan()
     deal_id, project_id = p.link.deal_id, p.link.project_id
     usable, held = split_held(p.exports, w)
@@ -104,9 +113,10 @@ def failure_or_park(
     return Park(key, deal_id, project_id, message, input_hash)
 
 
-def _quiet(p: PairInputs, w: Lookups) -> bool:
-    """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved."""
-    if p.forced or p.stored is None or p.link != p.stored or p.snapshot.held:
+def is_quiet(p: PairInputs, w: Lookups) -> bool:
+    """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved.
+    (Most pairs of a full read: the driver drops them before they are kept, see ``Planner._active``.)"""
+    if p.exports or p.forced or p.stored is None or p.link != p.stored or p.snapshot.held:
         return False
     if p.canon is not None and p.zoho_hash != p.snapshot.zoho_hash:
         return False
