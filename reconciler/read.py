@@ -28,15 +28,16 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler import keys
-from reconciler.clients.si import MessageStatus, co_number
+from reconciler.clients.si import co_number
 from reconciler.context import Context
 from reconciler.errors import PermanentApiError, ProtocolError
 from reconciler.logs import event
-from reconciler.model import Deal, IntentState, LinkState, PublishOutcome, SiExport, Snapshot, World
+from reconciler.model import Deal, IntentState, LinkState, SiExport, Snapshot, World
+from reconciler.outcomes import publish_outcomes
 from reconciler.plan import read_needs
 from reconciler.plan.guard import missing_limit
 from reconciler.queries import deal_columns, deal_where
@@ -47,8 +48,6 @@ LOOKBACK_SECONDS = 600  # re-read deals modified this long before the cursor (la
 CURSOR_KEY = "cursor.zoho.modified_time"
 LAST_FULL_KEY = "cycle.last_full_at"
 ZOHO_SKEW_KEY = "clock.zoho_skew_seconds"
-BULK_STATUS_FROM = 200  # publishes resolved by listing SI's imported/failed messages from this many on
-STATUS_PAGE = 200
 IN_BATCH = 50  # COQL's `in` takes at most 50 values (Zoho, COQL limitations)
 _ITEM_ERRORS = (PermanentApiError, ProtocolError)  # tied to one record: recorded on it, the read goes on
 
@@ -97,7 +96,7 @@ def read_world(ctx: Context, options: ReadOptions) -> World:
     if options.deep:
         got.exports += _current_state(ctx, needs.active, got)
     snapshots, intents = _store_view(ctx, got)
-    outcomes, status_errors = _publish_outcomes(ctx, got.links, snapshots, intents)
+    outcomes, status_errors = publish_outcomes(ctx, got.links, snapshots, intents)
     return World(
         deals=got.deals,
         exports=got.exports,
@@ -325,87 +324,6 @@ def _store_view(ctx: Context, got: _Read) -> tuple[dict[str, Snapshot], dict[str
     intents.update(store.intents_with_prefixes(keys.note_prefix(pid) for pid in projects))
     intents.update(store.intents_with_prefixes(keys.create(d.id) for d in got.deals if d.id not in got.links))
     return snapshots, intents
-
-
-# ---- our messages in SI's queue ---------------------------------------------------------------------------
-
-
-def _publish_outcomes(
-    ctx: Context,
-    links: Mapping[str, LinkState],
-    snapshots: Mapping[str, Snapshot],
-    intents: Mapping[str, IntentState],
-) -> tuple[dict[str, PublishOutcome], dict[str, str]]:
-    """The fate of our publishes and updates waiting in SI's queue (see :func:`fetch_publish_outcomes`)."""
-    ours = {
-        link.message_id for link in links.values() if link.publish_status == "pending" and link.message_id
-    }
-    ours |= {
-        str(entry["message_id"])
-        for snap in snapshots.values()
-        for entry in snap.pending.values()
-        if entry.get("message_id") and entry.get("imported_ms") is None  # imported: only its echo is awaited
-    }
-    parked = {
-        m for m in ours if (i := intents.get(keys.lost_status(m))) is not None and i.status == keys.PARKED
-    }
-    return fetch_publish_outcomes(ctx, ours - parked)
-
-
-def fetch_publish_outcomes(
-    ctx: Context, message_ids: Iterable[str]
-) -> tuple[dict[str, PublishOutcome], dict[str, str]]:
-    """Resolve our pending messages: list SI's pending ones, then learn the fate of those that left it.
-
-    When many left the list (SI imported a large first run), they are looked up in SI's list of imported
-    and failed messages, reading at most half as many pages as there are such messages (that list is SI's
-    whole history, in no promised order); whatever was not found there is asked about one by one. A
-    message SI cannot tell about (unknown, purged, an answer that breaks the contract) is that one
-    message's problem, returned in the second map; the others are resolved as usual.
-    """
-    ours = set(message_ids)
-    if not ours:
-        return {}, {}
-    still_pending = {status.id for status in ctx.si.iter_message_statuses()}
-    left = ours - still_pending
-    outcomes: dict[str, PublishOutcome] = {}
-    errors: dict[str, str] = {}
-    if len(left) >= BULK_STATUS_FROM:
-        budget = len(left) // 2 * STATUS_PAGE  # entries: half a page per message at most
-        done = ctx.si.iter_message_statuses(
-            (keys.MESSAGE_IMPORTED, keys.MESSAGE_FAILED), page_size=STATUS_PAGE
-        )
-        for seen, status in enumerate(done, start=1):
-            if status.id in left and status.status_id in (keys.MESSAGE_IMPORTED, keys.MESSAGE_FAILED):
-                outcomes[status.id] = _outcome(status)
-            if len(outcomes) == len(left) or seen >= budget:
-                break
-    asked = ctx.lanes.run(sorted(left - set(outcomes)), ctx.si.message_status, catch=_ITEM_ERRORS)
-    for answer in asked:
-        message_id = answer.item
-        if answer.error is not None:
-            errors[message_id] = str(answer.error)
-            event("si.status_unknown", "WARNING", message_id=message_id, error=str(answer.error))
-        elif answer.value is not None and answer.value.status_id in (
-            keys.MESSAGE_IMPORTED,
-            keys.MESSAGE_FAILED,
-        ):
-            outcomes[message_id] = _outcome(answer.value)
-    return outcomes, errors
-
-
-def _outcome(status: MessageStatus) -> PublishOutcome:
-    imported_ms = None
-    if status.imported_on:
-        try:
-            moment = datetime.fromisoformat(status.imported_on.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)  # SI documents its times as UTC
-            imported_ms = int(moment.timestamp() * 1000)
-    return PublishOutcome(status.id, status.status_id, status.error_message, imported_ms)
 
 
 def _short(value: Any) -> str:
