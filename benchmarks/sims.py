@@ -179,6 +179,7 @@ class IndexedSiSim(SiSim):
         self._bx_publish_by_id: dict[str, PublishMessage] = {}
         self._bx_publish_seen = 0
         self._bx_exports_by_project: dict[str, list[ExportMessage]] = {}
+        self._bx_exports_by_message: dict[str, list[ExportMessage]] = {}
         self._bx_exports_seen = 0
         self._bx_marks = 0
         self._bx_narrowed: list[ExportMessage] | None = None
@@ -194,11 +195,13 @@ class IndexedSiSim(SiSim):
         ):
             self._bx_publish_by_id, self._bx_publish_seen = {}, 0  # the lists were replaced: start again
             self._bx_exports_by_project, self._bx_exports_seen = {}, 0
+            self._bx_exports_by_message = {}
         for message in self.publish_messages[self._bx_publish_seen :]:
             self._bx_publish_by_id.setdefault(message.id, message)  # the stock lookup finds the first
         self._bx_publish_seen = len(self.publish_messages)
         for export in self.export_messages[self._bx_exports_seen :]:
             self._bx_exports_by_project.setdefault(export.project_id, []).append(export)
+            self._bx_exports_by_message.setdefault(export.message_id, []).append(export)
         self._bx_exports_seen = len(self.export_messages)
 
     def _message_status(self, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -222,6 +225,20 @@ class IndexedSiSim(SiSim):
             return super()._mark(q, body)
         finally:
             self._bx_narrowed = None
+
+    def _mark_by_message(self, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        """The stock answer, looking only at the export messages with that id (it scans them all)."""
+        try:
+            key = str(uuid.UUID(str(si_module._one(q, "messageid"))))
+        except ValueError:
+            return super()._mark_by_message(q, body)
+        self._index()
+        narrowed = self._bx_exports_by_message.get(key, [])
+        everything, self.export_messages = self.export_messages, narrowed  # under the sim's lock
+        try:
+            return super()._mark_by_message(q, body)
+        finally:
+            self.export_messages = everything
 
     def _mark_where(self, match: Any) -> int:
         self._bx_marks += 1
