@@ -227,8 +227,14 @@ def apply_plan(world: World, p: Plan, mapping: Mapping, deals: dict[str, dict[st
                 name: {**entry, "message_id": entry["message_id"] or done.update_messages.get(settle.deal_id)}
                 for name, entry in (settle.pending or {}).items()
             }
-            done.snapshots[settle.deal_id] = Snapshot(
-                settle.deal_id, settle.zoho_hash or "", dict(settle.zoho), dict(settle.si or {}), pending
+            done.snapshots[settle.deal_id] = Snapshot(  # as the applier stores it (Applier._snapshot)
+                settle.deal_id,
+                settle.zoho_hash or "",
+                dict(settle.zoho),
+                dict(settle.si or {}),
+                pending,
+                updates=settle.updates or 0,
+                reported=dict(settle.reported or {}),
             )
         for key in settle.resolved_keys:
             done.intents[key] = replace(done.intents[key], status="done")
