@@ -1,16 +1,21 @@
 """Run ``reconciler ARGS`` in a real child process forked from an interpreter that already imported it.
 
 ``python -m reconciler`` spends about 0.6 s of its 0.8 s of CPU importing (pydantic, httpx, loguru, ...),
-and the end-to-end tests start hundreds of them. Here a multiprocessing *forkserver* imports
-``reconciler.cli`` once; every run is a fresh ``fork()`` of it that takes the operator's environment and
-working directory, writes stdout and stderr to files, calls ``reconciler.cli.main(args)`` and exits with
-its code, or prints the traceback and exits 1, as ``python -m reconciler`` does. Each run is still its own
-OS process with its own pid, environment, signal handlers, store connections and sockets, so a SIGKILL
-kills it mid-request exactly as it kills ``python -m reconciler``.
+and the end-to-end tests start hundreds of them. Here a multiprocessing *forkserver* (one per pytest
+worker, started on first use) imports the whole package once; every run is a fresh ``fork()`` of it that
+takes the operator's environment (the given one only) and working directory, reads /dev/null, writes
+stdout and stderr to files, calls ``reconciler.cli.main(args)`` and exits with its code, or prints the
+traceback and exits 1, as ``python -m reconciler`` does. Each run is still its own OS process with its
+own pid, environment, signal handlers, lock, store connections and sockets, and starts from a package
+that never ran a command, so a SIGKILL kills it mid-request exactly as it kills ``python -m reconciler``.
 
-What it does not cover, and what keeps the real interpreter (``run_cli(..., fresh=True)`` or
-``start_cli``): the console script and ``python -m`` entry points themselves, packaging, imports in a
-clean interpreter, and tests about signals delivered to a starting process.
+What it does not cover, so those tests start ``python -m reconciler`` themselves (``start_cli`` in
+``tests/e2e/helpers.py``, or their own ``subprocess``): the console script and ``python -m`` entry
+points, packaging and installs, imports in a clean interpreter, another user or namespace (the
+bad-input table's wrapped rows), and signals delivered to a process that is still starting.
+
+Run without xdist, each child also re-imports pytest's script as multiprocessing's ``__mp_main__``
+(about 0.1 s); under ``make test``'s workers there is no script to re-import.
 """
 
 from __future__ import annotations
