@@ -24,8 +24,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# One pytest-xdist worker per core (PYTEST_WORKERS=0 runs in-process, e.g. to use a debugger);
+# worksteal keeps both cores busy when the long end-to-end tests land on one worker.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
+
 pytest: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" $(XDIST)
 
 test: lint typecheck pytest
 
@@ -35,7 +40,7 @@ demo: $(STAMP)
 # Everything, slow tests included; the model-based runs with 20 seeds of 30 steps, each seed printed
 # (replay one with RECONCILER_MODEL_SEEDS=N RECONCILER_MODEL_STEPS=30 .venv/bin/pytest tests/test_random_runs.py).
 proof: $(STAMP)
-	RECONCILER_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q --deselect tests/test_random_runs.py
+	RECONCILER_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q $(XDIST) --deselect tests/test_random_runs.py
 	RECONCILER_MODEL_RUNS=20 RECONCILER_MODEL_STEPS=30 $(BIN)/pytest -v tests/test_random_runs.py
 
 bench: $(STAMP)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from reconciler.cycle import run_cycle
 from reconciler.mapping import Mapping, load_mapping
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
+from tests.cli_fork import fork_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAPPING = ROOT / "config" / "mapping.toml"
@@ -133,19 +133,24 @@ def cycle(ctx: Context, **kwargs: Any) -> Any:
 def run_cli(
     args: list[str], env: dict[str, str], cwd: Path, *, timeout: float = 60, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m reconciler ARGS`` in a clean environment (plus ``env``), like an operator would."""
+    """Run ``reconciler ARGS`` in a clean environment (plus ``env``), like an operator would.
+
+    The command runs in its own process, forked from an interpreter that already imported the package
+    (:mod:`tests.cli_fork`); tests about the entry points, packaging or signals start ``python -m
+    reconciler`` themselves (``tests.e2e.helpers.start_cli``).
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ZOHO_", "SI_", "RECONCILER_", "CRM_"))}
     base.update(env)
     base.setdefault("PYTHONPATH", str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        env=base,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = fork_cli(args, base, cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    assert proc.returncode is not None
+    result = subprocess.CompletedProcess(["reconciler", *args], proc.returncode, out, err)
     if check and result.returncode != 0:
         raise AssertionError(f"reconciler {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result

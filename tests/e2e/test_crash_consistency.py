@@ -34,9 +34,11 @@ import httpx
 import pytest
 
 from reconciler.sim.harness import SimPair
+from tests.cli_fork import fork_cli
 from tests.conftest import TWO_WAY_MAPPING
 from tests.e2e.helpers import (
     canonical_state,
+    cli_env,
     flag_three,
     project_for,
     start_cli,
@@ -135,7 +137,7 @@ class FlowResult:
 
 def _run_step(step: str, env: dict[str, str], cwd: Path, crash: Crash | None, result: FlowResult) -> None:
     for _ in range(MAX_RUNS):
-        proc = start_cli(["run-once"], env, cwd)
+        proc = fork_cli(["run-once"], cli_env(env), cwd)
         if crash is not None:
             crash.pid = proc.pid
         try:

@@ -30,6 +30,7 @@ from pathlib import Path
 from reconciler.lock import InstanceLock
 from reconciler.sim.harness import SimPair
 from reconciler.store import Store
+from tests.cli_fork import fork_cli
 
 __all__ = ["ROWS", "RUNNABLE", "Row", "Sandbox", "modes", "pattern", "render_readme", "run", "sandbox"]
 
@@ -169,8 +170,13 @@ def run(box: Sandbox, command: tuple[str, ...]) -> subprocess.CompletedProcess[s
         result = _run_as_nobody([python, "-m", "reconciler", *command], _python_path_env(box.env), box.root)
         assert result is not None
         return result
-    args = [*box.wrap, sys.executable, "-m", "reconciler", *command]
     env = _clean_environment({"PYTHONPATH": str(ROOT), **box.env})
+    if not box.wrap:  # no namespace or limit to enter: a child of the warm interpreter (tests.cli_fork)
+        proc = fork_cli(list(command), env, box.root)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode is not None
+        return subprocess.CompletedProcess(["reconciler", *command], proc.returncode, out, err)
+    args = [*box.wrap, sys.executable, "-m", "reconciler", *command]
     return subprocess.run(
         args, env=env, cwd=box.root, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
     )
