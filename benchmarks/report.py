@@ -14,7 +14,10 @@ __all__ = ["machine", "render"]
 
 SETUP = [
     "Loopback = `SimPair().start()`: real sockets, both simulators in threads of the benchmark process. "
-    "In-process = `SimPair().transport()` (an httpx `MockTransport`).",
+    "In-process = `SimPair().transport()` (an httpx `MockTransport`). `RECONCILER_SI_CONCURRENCY`: the "
+    "default (4) over loopback; 1 in-process, where the simulators answer in the calling thread and there is "
+    "no network wait for lanes to overlap (they would only take turns on the GIL). "
+    "`RECONCILER_CYCLE_BUDGET` is lifted (36,000 s) so that no cycle stops at 80% of the interval.",
     "The simulators are the stock ones with indexes added (`benchmarks/sims.py`): same answers, without "
     "scanning every deal or message on each request. Calls are counted on the simulator side, token requests "
     "included; for our cycles they are cross-checked against the cycle report's `api_calls`.",

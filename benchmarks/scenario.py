@@ -169,7 +169,11 @@ class _Bench:
         self.result = result
         self.transport = None if loopback else pair.transport()
         self.mapping: Mapping = load_mapping(MAPPING)
-        settings = pair.settings(tmp / "reconciler.db", MAPPING)
+        # In-process simulators answer in the calling thread, with no network wait to overlap: SI lanes
+        # would only take turns on the GIL (and hand over each result through it), so those sizes run one
+        # call at a time. Over loopback sockets the default applies (the latency section measures it).
+        width = {} if loopback else {"reconciler_si_concurrency": 1}
+        settings = pair.settings(tmp / "reconciler.db", MAPPING, reconciler_cycle_budget=36_000, **width)
         self.store = Store.open(settings.db_path, clock=clock.now)
         self.ctx: Context = build_context(
             settings,
