@@ -41,8 +41,7 @@ change, so a freshly imported project's zero price never wipes the amount sales 
 from __future__ import annotations
 
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.plan.common import IMPORT_CLOCK_SLACK_MS, is_empty
 
@@ -51,8 +50,7 @@ __all__ = ["FieldDecision", "FieldView", "SiRead", "decide", "read_si"]
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True)
-class SiRead:
+class SiRead(NamedTuple):
     """What SI's side of one field amounts to this cycle."""
 
     known: bool  # we know (or will know, once our update lands) what SI holds
@@ -92,8 +90,7 @@ def read_si(
     return SiRead(True, report, True, True, pending, report)
 
 
-@dataclass(frozen=True)
-class FieldView:
+class FieldView(NamedTuple):
     """One field's inputs to :func:`decide`."""
 
     direction: str
@@ -104,8 +101,7 @@ class FieldView:
     si: SiRead
 
 
-@dataclass(frozen=True)
-class FieldDecision:
+class FieldDecision(NamedTuple):
     """``to_zoho``/``to_si`` are the values to write (``None`` inside a tuple means write an empty value);
     each is ``()`` when that side is left alone. ``conflict`` asks for a manual decision."""
 

@@ -149,7 +149,7 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: Work, w: 
             new_si[name] = si.value
         if si.pending is not None:
             new_pending[name] = si.pending
-        conflict_key = keys.conflict(p.link.deal_id, name)
+        conflict_key = keys.conflict(p.link.deal_id, name) if decision.conflict or w.intents else ""
         if decision.conflict:
             input_hash = digest([zoho, si.value])
             if not w.is_parked(conflict_key, input_hash):
@@ -160,7 +160,7 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: Work, w: 
                 )
             work.waits.append(conflict_key)
             continue
-        if w.open(conflict_key):
+        if conflict_key and w.open(conflict_key):
             if decision.writes or zoho == si.value:
                 work.resolved.append(conflict_key)
             elif not (changed or si.changed):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler import keys
 from reconciler.mapping import FieldMap, Mapping
@@ -60,8 +60,7 @@ class Lookups:
         return intent is not None and intent.status in keys.OPEN
 
 
-@dataclass(frozen=True)
-class PairInputs:
+class PairInputs(NamedTuple):
     """One pair as this cycle sees it. ``canon`` is None when the deal was not read this cycle."""
 
     link: LinkState
