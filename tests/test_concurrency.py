@@ -194,6 +194,7 @@ def test_the_same_calls_whatever_the_width(tmp_path: Any) -> None:
     """Concurrency changes when calls are made, not which: same requests, same end state."""
     ends = []
     for width in (1, 4):
+        (tmp_path / str(width)).mkdir()
         sims = _slow_pair()
         deals = _flag(sims, 12)
         _run(sims, tmp_path / str(width), width)
@@ -203,12 +204,6 @@ def test_the_same_calls_whatever_the_width(tmp_path: Any) -> None:
         _run(sims, tmp_path / str(width), width)
         ends.append((_si_calls(sims), sorted(str(sims.zoho.deals[d].get("Amount")) for d in deals)))
     assert ends[0] == ends[1]
-
-
-@pytest.fixture(autouse=True)
-def _dirs(tmp_path: Any) -> None:
-    for sub in ("1", "4"):
-        (tmp_path / sub).mkdir()
 
 
 def test_a_429_pauses_every_lane_for_its_retry_after(tmp_path: Any) -> None:

@@ -8,7 +8,7 @@ go out; deal writes (the creates' write-backs among them) go out 100 a call; not
 actions are all done (applied or parked) settles (its snapshot and link are stored) and the SI messages it
 processed are acknowledged. SI's calls (one per project: SI has no bulk form) run several at once
 (``RECONCILER_SI_CONCURRENCY``, see :mod:`reconciler.apply.si_writes`); a group of up to 100 actions has
-its intents committed in one transaction before its calls, and its outcomes in one after them.
+its intents committed in one transaction before its calls, and each outcome as soon as it is known.
 
 One failure never aborts the cycle: a per-record error parks that record (its batch-mates proceed); a
 transient failure leaves the intent pending for the next cycle (parked after ``MAX_ATTEMPTS``). A stop

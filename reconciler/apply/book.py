@@ -78,16 +78,19 @@ class Book:
         self.finished: set[str] = set()  # keys applied or parked this cycle
         self.blocked: set[str] = set()  # keys that failed, were parked, or never started
         self._counted: set[str] = set()  # writes already counted as progress
+        self._stopping = threading.Lock()  # SI lanes ask too, from their threads
 
     def stopping(self) -> bool:
-        """True once a stop was requested or the time budget is spent (checked between actions)."""
-        if self.stop.is_set():
-            self.result.stopped = True
-        elif self.deadline is not None and self.clock() >= self.deadline:
-            if not self.result.overran:
-                event("cycle.overran", "WARNING", done=self.result.done, total=self.result.total)
-            self.result.overran = True
-        return self.result.stopped or self.result.overran
+        """True once a stop was requested or the time budget is spent (checked between actions, and by
+        each SI lane before it starts a call)."""
+        with self._stopping:
+            if self.stop.is_set():
+                self.result.stopped = True
+            elif self.deadline is not None and self.clock() >= self.deadline:
+                if not self.result.overran:
+                    event("cycle.overran", "WARNING", done=self.result.done, total=self.result.total)
+                self.result.overran = True
+            return self.result.stopped or self.result.overran
 
     def skipped(self, key: str) -> None:
         self.blocked.add(key)

@@ -35,7 +35,7 @@ from reconciler.model import Ack, CreateProject, LinkState, Snapshot, UpdateProj
 
 __all__ = ["GROUP", "SiWriter"]
 
-GROUP = 100  # actions whose intents (and then outcomes) are committed in one transaction
+GROUP = 100  # actions whose intents are committed in one transaction, before their calls
 
 
 @dataclass
@@ -98,7 +98,7 @@ class SiWriter:
         return writes
 
     def _published(self, outcome: Done[CreateProject, PublishResult]) -> str | None:
-        """One publish's outcome, recorded (inside the group's transaction); its project id, if any."""
+        """One publish's outcome, recorded (inside the caller's transaction); its project id, if any."""
         store, book, action = self.book.store, self.book, outcome.item
         if not self._ran(outcome):
             return None
