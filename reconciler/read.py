@@ -230,9 +230,11 @@ def _with_details(ctx: Context, exports: list[SiExport], active: frozenset[str])
     for export in sorted(exports, key=lambda e: e.published_ms):
         needed = need_co if export.co_number is not None else need_base
         is_newest = newest[(export.project_id, export.co_number)] == export.published_ms
+        # Read: the newest base message and every change-order message of an active pair that needs
+        # details. The rest (an older base message, another project's) is used as listed.
         if export.project_id in active and needed and (export.co_number is not None or is_newest):
             to_read.append((len(out), export, not is_newest))
-        out.append(replace(export, detailed=True))  # an older base message feeds nothing
+        out.append(replace(export, detailed=True))  # replaced by its detailed form once read
     for done in ctx.lanes.run(to_read, lambda job: _detailed(ctx, job[1], by_message=job[2])):
         if done.value is not None:
             out[done.item[0]] = done.value
@@ -288,11 +290,14 @@ def _current_state(ctx: Context, active: frozenset[str], got: _Read) -> list[SiE
         if group not in newest or export.published_ms > newest[group].published_ms:
             newest[group] = export
     need = {False: ctx.mapping.needs_project_detail(), True: ctx.mapping.needs_change_order_detail()}
-    groups = sorted(newest.items())
-    read = ctx.lanes.run(groups, lambda g: _detailed(ctx, g[1], by_message=False) if need[g[0][1]] else g[1])
+
+    def state(group: tuple[tuple[str, bool], SiExport]) -> SiExport:
+        (_, is_co), export = group
+        return _detailed(ctx, export, by_message=False) if need[is_co] else export
+
     current = []
-    for done in read:
-        (project_id, _), export = done.item[0], done.value or done.item[1]
+    for done in ctx.lanes.run(sorted(newest.items()), state):
+        project_id, export = done.item[0][0], done.value or done.item[1]
         if export.problem is not None:
             got.problems[keys.deep_read(project_id)] = (
                 f"SI project {project_id}: its current state cannot be read: {export.problem}"
