@@ -7,6 +7,11 @@ that confirms it, the one that re-reads our write-back) and then copies that pai
 row: its deal (Zoho), its project, publish message and acknowledged export message (SI), and its link,
 snapshot, intents and audit rows (the store, copied by SQL inside SQLite). Every copy is the template with
 its deal id, project id and message ids replaced, so the store and the simulators agree on every pair.
+
+One thing the copy does not redo: each snapshot keeps the template's ``zoho_hash``, a hash over the deal's
+mapped values that include its own project id. An incremental cycle (what the idle measurement runs) never
+compares it; a *full* read would see every copy as changed once (and settle it, writing nothing to either
+side). Run one full cycle after seeding before measuring anything that reads every deal.
 """
 
 from __future__ import annotations
