@@ -97,6 +97,9 @@ def conflict(deal_id: str, field: str) -> str:
     return f"conflict:{deal_id}:{field}"
 
 
+CONFLICTS = "conflict:"  # what every conflict key starts with
+
+
 def bad_deal(deal_id: str) -> str:
     return f"deal:{deal_id}"
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,9 +136,14 @@ def canonical(value: Any, kind: ZohoType) -> Any:
     # Fast paths for what the APIs send most (the planner calls this for every field of every deal):
     # plain text, ints, and floats whose shortest repr is already a normalised decimal.
     kind_of = type(value)
-    if kind_of is str and kind == "text":
-        return value if value.strip() else None
-    if kind in ("number", "integer"):
+    if value is None:
+        return None
+    if kind == "text":
+        if kind_of is str:
+            return value if value.strip() else None
+        if kind_of is int or kind_of is float:
+            return str(value)
+    elif kind in ("number", "integer"):
         if kind_of is int:
             return str(value)
         if kind_of is float and math.isfinite(value):
@@ -146,7 +152,7 @@ def canonical(value: Any, kind: ZohoType) -> Any:
             text = repr(value)
             if kind == "number" and "e" not in text:
                 return text
-    if value is None or (isinstance(value, str) and value.strip() == ""):
+    if isinstance(value, str) and value.strip() == "":
         return None
     _single(value)
     if kind in ("number", "integer"):
@@ -204,6 +210,8 @@ def to_zoho_json(value: Any, kind: ZohoType) -> Any:
     UTC offset already)."""
     if value is None:
         return None
+    if kind in ("integer", "number") and type(value) is str and value.isascii() and value.isdigit():
+        return int(value)  # a whole number (most amounts): no Decimal needed
     if kind == "integer":
         return int(Decimal(value))
     if kind == "number":
@@ -251,11 +259,11 @@ class FieldMap:
     values: tuple[tuple[str, str], ...] = ()
     zoho_type: ZohoType = "text"
 
-    @property
+    @cached_property
     def si_key(self) -> str:
         return self.si.lower()
 
-    @property
+    @cached_property
     def si_field_id(self) -> int | None:
         return SI_FIELD_IDS.get(self.si_key)
 

@@ -57,18 +57,49 @@ CO_FIELDS = frozenset({
     "cocreatedon", "ischangeorder",
 })  # fmt: skip
 
-# Per Zoho path: its COQL column, whether it is the flag, its field map (worked out once per plan).
-CanonSpec = tuple[tuple[str, str, bool, FieldMap | None], ...]
+# One encoder for every digest: what json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+# writes, without building an encoder per call (the planner hashes every planned write's input).
+_JSON = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
+class CanonSpec:
+    """The Zoho paths a canonical map holds, worked out once per plan: per path its COQL column, whether
+    it is the flag, and its field map; and a ready-made template that writes :func:`canon_digest`'s text
+    for exactly these paths (a full read hashes every deal: the template saves sorting and a repr a tuple).
+    """
+
+    __slots__ = ("_order", "_template", "fields")
+
+    def __init__(self, fields: tuple[tuple[str, str, bool, FieldMap | None], ...]) -> None:
+        self.fields = fields
+        self._order = tuple(sorted(path for path, _, _, _ in fields))
+        # repr(sorted(canon.items())) is "[('a', <repr>), ('b', <repr>)]": the keys' part is fixed.
+        parts = ("(" + repr(path).replace("%", "%%") + ", %r)" for path in self._order)
+        self._template = "[" + ", ".join(parts) + "]"
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    def digest(self, canon: AbcMapping[str, Any]) -> str:
+        """:func:`canon_digest` of ``canon``, faster when its keys are exactly this spec's paths."""
+        if len(canon) != len(self._order):
+            return canon_digest(canon)
+        try:
+            text = self._template % tuple([canon[path] for path in self._order])
+        except KeyError:
+            return canon_digest(canon)
+        return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
 def digest(value: Any) -> str:
     """A short stable hash of JSON-able data (snapshot and input hashes)."""
-    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:20]
+    return hashlib.sha1(_JSON.encode(value).encode()).hexdigest()[:20]
 
 
 def canon_digest(canon: AbcMapping[str, Any]) -> str:
-    """:func:`digest` for a flat map of canonical values (str, bool or None), about three times faster."""
+    """:func:`digest` for a flat map of canonical values (str, bool or None), about three times faster.
+
+    Stored snapshots keep this hash: its form must not change (every pair would look edited once)."""
     return hashlib.sha1(repr(sorted(canon.items())).encode()).hexdigest()[:20]
 
 
@@ -99,17 +130,19 @@ def canon_spec(mapping: Mapping) -> CanonSpec:
     """The paths a pair compares (flag, link, status, synced fields): its snapshot hashes these."""
     by_path = {f.zoho: f for f in mapping.fields}
     create_only = set(_create_only(mapping))
-    return tuple(
-        (path, zoho_column(path), path == mapping.flag_field, by_path.get(path))
-        for path in mapping.zoho_paths()
-        if path not in create_only
+    return CanonSpec(
+        tuple(
+            (path, zoho_column(path), path == mapping.flag_field, by_path.get(path))
+            for path in mapping.zoho_paths()
+            if path not in create_only
+        )
     )
 
 
 def create_spec(mapping: Mapping) -> CanonSpec:
     """The paths only a create reads (``[create]`` values: the account's address, the contact ...): read
     for a deal that is to be created, hashed into its create's input, never into a pair's snapshot."""
-    return tuple((path, zoho_column(path), False, None) for path in _create_only(mapping))
+    return CanonSpec(tuple((path, zoho_column(path), False, None) for path in _create_only(mapping)))
 
 
 def _create_only(mapping: Mapping) -> list[str]:
@@ -121,7 +154,7 @@ def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> d
     """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
     canon: dict[str, Any] = {}
     values = deal.values
-    for path, column, is_flag, fmap in spec or canon_spec(mapping):
+    for path, column, is_flag, fmap in (spec or canon_spec(mapping)).fields:
         raw = values.get(column)
         if fmap is not None and type(raw) is str and fmap.zoho_type == "text":
             canon[path] = raw if raw.strip() else None  # what canonical() does for text, inlined: hot

@@ -67,7 +67,7 @@ class _Driver:
         self.world = world
         self.mapping = mapping
         self.lookups = Lookups.of(mapping, world.intents, world.publish_outcomes, world.status_errors)
-        self.spec = canon_spec(mapping)
+        self.spec = self.lookups.spec or canon_spec(mapping)
         self.create_spec = create_spec(mapping)
         self.out = _Plan()
         self.by_project = {link.project_id: link for link in world.links.values()}
@@ -153,9 +153,9 @@ class _Driver:
         except ValueError as exc:
             self._park(keys.bad_deal(deal.id), deal.id, None, str(exc), digest(dict(deal.values)))
             return
-        if self.lookups.open(keys.bad_deal(deal.id)):
+        if self.world.intents and self.lookups.open(keys.bad_deal(deal.id)):
             self.out.settles.append(Settle(deal.id, None, (), resolved_keys=(keys.bad_deal(deal.id),)))
-        zoho_hash = canon_digest(canon)
+        zoho_hash = self.spec.digest(canon)
         link = self.world.links.get(deal.id)
         flagged = bool(canon[self.mapping.flag_field])
         link_value = canon[self.mapping.link_field]
@@ -266,11 +266,10 @@ class _Driver:
         """SI's reports in messages acknowledged while the pair does not sync, newest kept per field."""
         usable, _ = split_held(exports, self.lookups)
         reports = si_reports(usable, self.mapping, link.project_id, link.deal_id)
-        if not reports.values:
+        if not reports.fields:
             return None
         held = dict(self._snapshot(link.deal_id).held)
-        for name, value in reports.values.items():
-            when = reports.published_ms[name]
+        for name, (value, when, _, _) in reports.fields.items():
             if name not in held or int(held[name][1]) <= when:
                 held[name] = [value, when]
         return held

@@ -120,14 +120,14 @@ def decide(view: FieldView) -> FieldDecision:
     if view.direction == "si_to_zoho":
         if si.known and si.value != zoho and (si.changed or not is_empty(si.value)):
             return FieldDecision(to_zoho=(si.value,))
-        return FieldDecision()
+        return _NOTHING
     if view.direction == "zoho_to_si":
         if si.concurrent or (si.value != zoho if si.known else zoho is not None):
             return FieldDecision(to_si=(zoho,))
-        return FieldDecision()
+        return _NOTHING
     target = _both_target(view)
     if target is None:
-        return FieldDecision()
+        return _NOTHING
     if target is _CONFLICT:
         return FieldDecision(conflict=True)
     (value,) = target
@@ -137,6 +137,7 @@ def decide(view: FieldView) -> FieldDecision:
 
 
 _CONFLICT: Any = object()
+_NOTHING = FieldDecision()
 
 
 def _both_target(view: FieldView) -> Any:

@@ -30,6 +30,8 @@ def plan_notes(
 ) -> list[AddNote]:
     """One :class:`AddNote` per change-order state in ``exports`` not yet noted, in publishing order."""
     notes: list[AddNote] = []
+    if all(export.co_number is None for export in exports):
+        return notes
     planned: set[str] = set()
     for export in sorted(exports, key=lambda e: e.published_ms):
         if export.co_number is None or export.current:

@@ -49,6 +49,8 @@ def split_held(exports: Sequence[SiExport], w: Lookups) -> tuple[tuple[SiExport,
         needed = need_co if export.co_number is not None else need_base
         if export.problem is not None or (needed and not export.detailed):
             bad.add(export.co_number)
+    if not bad:
+        return tuple(exports), ()
     usable = tuple(e for e in exports if e.co_number not in bad)
     held = tuple(e for e in exports if e.co_number in bad)
     return usable, held
@@ -85,7 +87,7 @@ def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
     if p.canon is not None:
         after = dict(p.canon)
         after.update({c.field: c.new for c in work.zoho_changes})
-        after_hash = canon_digest(after)
+        after_hash = w.spec.digest(after) if w.spec is not None else canon_digest(after)
     settle = Settle(
         deal_id,
         project_id,
@@ -115,8 +117,10 @@ def failure_or_park(
 
 def is_quiet(p: PairInputs, w: Lookups) -> bool:
     """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved.
-    (Most pairs of a full read: the driver drops them before they are kept, see ``Planner._active``.)"""
-    if p.exports or p.forced or p.stored is None or p.link != p.stored or p.snapshot.held:
+    (Most pairs of a full read: the driver drops them before it keeps them, in ``_Driver._active``.)"""
+    if p.exports or p.forced or p.stored is None or p.snapshot.held:
+        return False
+    if p.link is not p.stored and p.link != p.stored:
         return False
     if p.canon is not None and p.zoho_hash != p.snapshot.zoho_hash:
         return False
@@ -133,11 +137,11 @@ def is_quiet(p: PairInputs, w: Lookups) -> bool:
 
 def _held(held: Sequence[SiExport], deal_id: str, project_id: str, work: Work, w: Lookups) -> None:
     """Count a failed read for messages that cannot be used; clear the item once they can."""
-    key = keys.unreadable_export(project_id)
     if not held:
-        if w.open(key):
-            work.resolved.append(key)
+        if w.intents and w.open(keys.unreadable_export(project_id)):
+            work.resolved.append(keys.unreadable_export(project_id))
         return
+    key = keys.unreadable_export(project_id)
     problems = sorted({e.problem or "its details were not read" for e in held})
     messages = ", ".join(sorted({str(e.message_id) for e in held}))
     message = (
@@ -149,7 +153,7 @@ def _held(held: Sequence[SiExport], deal_id: str, project_id: str, work: Work, w
 
 def _deal_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> Snapshot:
     """One UpdateDeal for every Zoho write of the pair (unless that very write is parked)."""
-    by_name = {f.zoho: f for f in w.mapping.fields}
+    by_name = w.by_zoho
     record = dict(work.deal_record)
     for change in work.zoho_changes:
         fmap = by_name.get(change.field)

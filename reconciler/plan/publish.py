@@ -37,15 +37,9 @@ def publish_state(p: PairInputs, usable: Sequence[SiExport], work: Work, w: Look
     link = _outcome(link, usable, work, w)
     base = [e for e in usable if e.co_number is None]
     if base:
-        newest = max(base, key=lambda e: e.published_ms).values
-        state = (
-            "deleted"
-            if newest.get("deleted") is True
-            else "archived"
-            if newest.get("archived") is True
-            else ""
-        )
-        link = replace(link, si_state=state)
+        state = _si_state(max(base, key=lambda e: e.published_ms).values)
+        if state != link.si_state:
+            link = replace(link, si_state=state)
     text = _status_text(link)
     if m.status_field and text is not None:
         known = p.canon is not None or m.status_field in p.snapshot.zoho
@@ -122,5 +116,7 @@ def shown_status(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> S
     elif status in p.snapshot.zoho:
         shown = p.snapshot.zoho[status]
     else:
+        return snapshot
+    if status in snapshot.zoho and snapshot.zoho[status] == shown:
         return snapshot
     return replace(snapshot, zoho={**snapshot.zoho, status: shown})

@@ -11,60 +11,71 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.mapping import FieldMap, Mapping
 from reconciler.model import SiExport
 from reconciler.plan.common import CO_FIELDS
 
-__all__ = ["Reports", "si_reports"]
+__all__ = ["Report", "Reports", "si_reports"]
+
+
+class Report(NamedTuple):
+    """What SI said of one field: its newest value, when SI published it, whether it is SI's present state
+    (``reconcile --deep``), and every value the poll's messages carry for it, oldest first (an echo of our
+    update may precede the newest report)."""
+
+    value: Any
+    ms: int
+    current: bool = False
+    history: tuple[tuple[Any, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class Reports:
-    """Per Zoho field: SI's reported value and when SI published it; ``bad`` names an unreadable value.
+    """Per Zoho field, SI's :class:`Report`; ``bad`` names an unreadable value (then ``fields`` is empty)."""
 
-    ``history`` has every value this poll's messages carry for the field, oldest first (an echo of our
-    update may precede the newest report); ``current`` names the fields SI's present state reported.
-    """
-
-    values: dict[str, Any] = field(default_factory=dict)
-    published_ms: dict[str, int] = field(default_factory=dict)
+    fields: dict[str, Report] = field(default_factory=dict)
     bad: str | None = None
-    history: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
-    current: set[str] = field(default_factory=set)
 
 
 def si_reports(exports: Sequence[SiExport], mapping: Mapping, project_id: str, deal_id: str) -> Reports:
     """SI's values for the mapped fields these messages tell about (``exports`` oldest first)."""
-    reports = Reports()
+    fields: dict[str, Report] = {}
     if not exports:
-        return reports
-    base = [e for e in exports if e.co_number is None]
-    change_orders = [e for e in exports if e.co_number is not None]
+        return Reports(fields)
+    base: list[SiExport] = []
+    change_orders: list[SiExport] = []
+    for export in sorted(exports, key=_published) if len(exports) > 1 else exports:
+        (base if export.co_number is None else change_orders).append(export)
     for fmap in mapping.fields:
-        group = sorted(change_orders if fmap.si_key in CO_FIELDS else base, key=lambda e: e.published_ms)
-        source = group[-1] if group else None
-        if source is None or fmap.si_key not in source.values:
+        si_key = fmap.si_key
+        group = change_orders if si_key in CO_FIELDS else base
+        if not group or si_key not in group[-1].values:
             continue
+        source = group[-1]
         try:
-            reports.values[fmap.zoho] = fmap.from_si(source.values[fmap.si_key])
+            value = fmap.from_si(source.values[si_key])
         except ValueError as exc:
             return Reports(bad=f"SI project {project_id} (deal {deal_id}): field {fmap.si}: {exc}")
-        reports.published_ms[fmap.zoho] = source.published_ms
-        reports.history[fmap.zoho] = _history(group, fmap)
-        if source.current:
-            reports.current.add(fmap.zoho)
-    return reports
+        ms = source.published_ms
+        history = (*_history(group[:-1], fmap), (value, ms)) if len(group) > 1 else ((value, ms),)
+        fields[fmap.zoho] = Report(value, ms, source.current, history)
+    return Reports(fields)
+
+
+def _published(export: SiExport) -> int:
+    return export.published_ms
 
 
 def _history(group: Sequence[SiExport], fmap: FieldMap) -> list[tuple[Any, int]]:
-    """Every readable value of the field in ``group`` (oldest first); older unreadable ones are skipped."""
+    """Every readable value of the field in ``group`` (oldest first); unreadable ones are skipped."""
     out = []
+    si_key = fmap.si_key
     for export in group:
-        if fmap.si_key in export.values:
+        if si_key in export.values:
             try:
-                out.append((fmap.from_si(export.values[fmap.si_key]), export.published_ms))
+                out.append((fmap.from_si(export.values[si_key]), export.published_ms))
             except ValueError:
                 continue
     return out

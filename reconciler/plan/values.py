@@ -4,14 +4,13 @@ and the decision for every field (the table is in :mod:`reconciler.plan.fields`)
 from __future__ import annotations
 
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler import keys
 from reconciler.model import Conflict, FieldChange, Park, Snapshot
 from reconciler.plan.common import digest
-from reconciler.plan.fields import _UNSET, FieldView, decide, read_si
-from reconciler.plan.reports import Reports
+from reconciler.plan.fields import _UNSET, FieldDecision, FieldView, decide, read_si
+from reconciler.plan.reports import Report, Reports
 from reconciler.plan.work import Lookups, PairInputs, Work, add, failure
 
 __all__ = ["decide_fields", "heard", "pending_updates"]
@@ -59,7 +58,7 @@ def pending_updates(p: PairInputs, work: Work, w: Lookups) -> tuple[dict[str, An
 def _failed_update(p: PairInputs, message_id: str, names: list[str], work: Work, w: Lookups) -> None:
     key = keys.project_update(p.link.project_id)
     entries = p.snapshot.pending
-    by_name = {f.zoho: f for f in w.mapping.fields}
+    by_name = w.by_zoho
     fields = tuple(
         (by_name[n].si_field_id or 0, by_name[n].si_value(entries[n]["value"])) for n in names if n in by_name
     )
@@ -79,32 +78,20 @@ def _failed_update(p: PairInputs, message_id: str, names: list[str], work: Work,
         )
 
 
-@dataclass(frozen=True)
-class _Heard:
-    """What SI said of one field: its newest value this poll, when, whether it is SI's present state
-    (``reconcile --deep``), and every value of the poll oldest first."""
-
-    value: Any
-    ms: int
-    current: bool = False
-    history: tuple[tuple[Any, int], ...] = ()
-
-
-def heard(p: PairInputs, reports: Reports) -> dict[str, _Heard]:
+def heard(p: PairInputs, reports: Reports) -> AbcMapping[str, Report]:
     """This poll's reports, plus those kept while the pair did not sync (the newest wins)."""
-    heard = {
-        name: _Heard(value, reports.published_ms[name], name in reports.current, tuple(reports.history[name]))
-        for name, value in reports.values.items()
-    }
+    if not p.snapshot.held:
+        return reports.fields
+    heard = dict(reports.fields)
     for name, (value, when) in p.snapshot.held.items():
         if name not in heard or heard[name].ms < int(when):
-            heard[name] = _Heard(value, int(when))
+            heard[name] = Report(value, int(when))
     return heard
 
 
 def _report(
     name: str,
-    heard: _Heard | None,
+    heard: Report | None,
     snap: Snapshot,
     entry: AbcMapping[str, Any] | None,
     base_si: dict[str, Any],
@@ -126,45 +113,38 @@ def _report(
     return heard.value, heard.ms, entry
 
 
-def decide_fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: Work, w: Lookups) -> Snapshot:
+def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: Lookups) -> Snapshot:
     """Decide every mapped field; returns the snapshot the pair will have (before SI's new pending)."""
     snap, m = p.snapshot, w.mapping
-    zoho_now = {f.zoho: p.canon[f.zoho] for f in m.fields} if p.canon is not None else dict(snap.zoho)
+    read = p.canon is not None
+    zoho_now = {f.zoho: p.canon[f.zoho] for f in m.fields} if p.canon is not None else snap.zoho
     new_zoho = {**snap.zoho, **zoho_now}
     pending, new_si = pending_updates(p, work, w)
     base_si = dict(new_si)
     new_pending: dict[str, Any] = {}
     reported = dict(snap.reported)
+    open_conflicts = w.open_conflicts
     for fmap in m.fields:
         name = fmap.zoho
-        report, ms, entry = _report(name, heard.get(name), snap, pending.get(name), base_si)
-        if report is not _UNSET:
-            reported[name] = max(ms, int(reported.get(name, 0)))
+        news = heard.get(name)
+        if news is None:  # no report this cycle (most fields of most pairs)
+            report, ms, entry = _UNSET, 0, pending.get(name)
+        else:
+            report, ms, entry = _report(name, news, snap, pending.get(name), base_si)
+            if report is not _UNSET:
+                reported[name] = max(ms, int(reported.get(name, 0)))
         si = read_si(name, base_si, entry, report, ms)
         zoho = zoho_now.get(name)
-        changed = p.canon is not None and (name not in snap.zoho or zoho != snap.zoho[name])
-        view = FieldView(fmap.direction, fmap.on_conflict, zoho, changed, name not in snap.zoho, si)
+        new = name not in snap.zoho
+        changed = read and (new or zoho != snap.zoho[name])
+        view = FieldView(fmap.direction, fmap.on_conflict, zoho, changed, new, si)
         decision = decide(view)
         if si.known:
             new_si[name] = si.value
         if si.pending is not None:
             new_pending[name] = si.pending
-        conflict_key = keys.conflict(p.link.deal_id, name) if decision.conflict or w.intents else ""
-        if decision.conflict:
-            input_hash = digest([zoho, si.value])
-            if not w.is_parked(conflict_key, input_hash):
-                work.actions.append(
-                    Conflict(
-                        conflict_key, p.link.deal_id, p.link.project_id, name, zoho, si.value, input_hash
-                    )
-                )
-            work.waits.append(conflict_key)
-            continue
-        if conflict_key and w.open(conflict_key):
-            if decision.writes or zoho == si.value:
-                work.resolved.append(conflict_key)
-            elif not (changed or si.changed):
-                continue  # still unresolved: leave both sides alone
+        if (decision.conflict or open_conflicts) and _conflict(p, name, view, decision, work, w):
+            continue  # a manual decision is asked for, or still awaited: both sides are left alone
         if decision.to_zoho:
             (value,) = decision.to_zoho
             work.zoho_changes.append(FieldChange(name, zoho, value))
@@ -173,3 +153,27 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, _Heard], work: Work, w: 
             (value,) = decision.to_si
             work.si_changes.append((fmap, FieldChange(name, si.value if si.known else None, value), si))
     return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {}, reported)
+
+
+def _conflict(
+    p: PairInputs, name: str, view: FieldView, decision: FieldDecision, work: Work, w: Lookups
+) -> bool:
+    """A field both sides changed differently under ``manual`` (a Conflict, unless parked with these very
+    values), or whose earlier conflict waits for a decision: True when the field is left alone. A conflict
+    resolves once a write settles it or both sides agree."""
+    key = keys.conflict(p.link.deal_id, name)
+    zoho, si = view.zoho, view.si
+    if decision.conflict:
+        input_hash = digest([zoho, si.value])
+        if not w.is_parked(key, input_hash):
+            work.actions.append(
+                Conflict(key, p.link.deal_id, p.link.project_id, name, zoho, si.value, input_hash)
+            )
+        work.waits.append(key)
+        return True
+    if key in w.open_conflicts:
+        if decision.writes or zoho == si.value:
+            work.resolved.append(key)
+        elif not (view.zoho_changed or si.changed):
+            return True  # still unresolved: leave both sides alone
+    return False

@@ -23,7 +23,7 @@ from reconciler.model import (
     SiExport,
     Snapshot,
 )
-from reconciler.plan.common import digest
+from reconciler.plan.common import CanonSpec, canon_spec, digest
 from reconciler.plan.fields import SiRead
 
 __all__ = ["Lookups", "PairInputs", "PairPlan", "Work", "acks_for", "add", "failure"]
@@ -39,6 +39,9 @@ class Lookups:
     status_errors: AbcMapping[str, str]
     need_base: bool = False  # a base-project message needs a detail read (worked out once per plan)
     need_co: bool = False  # a change-order message does
+    spec: CanonSpec | None = None  # the paths a pair's canonical map holds (and hashes)
+    by_zoho: AbcMapping[str, FieldMap] = field(default_factory=dict)  # mapped fields by Zoho name
+    open_conflicts: frozenset[str] = frozenset()  # keys of conflicts waiting for a decision
 
     @classmethod
     def of(
@@ -49,7 +52,12 @@ class Lookups:
         status_errors: AbcMapping[str, str],
     ) -> Lookups:
         need_base, need_co = mapping.needs_project_detail(), mapping.needs_change_order_detail()
-        return cls(mapping, intents, outcomes, status_errors, need_base, need_co)
+        by_zoho = {f.zoho: f for f in mapping.fields}
+        conflicts = frozenset(
+            k for k, i in intents.items() if k.startswith(keys.CONFLICTS) and i.status in keys.OPEN
+        )
+        spec = canon_spec(mapping)
+        return cls(mapping, intents, outcomes, status_errors, need_base, need_co, spec, by_zoho, conflicts)
 
     def is_parked(self, key: str, input_hash: str) -> bool:
         intent = self.intents.get(key)
