@@ -11,6 +11,7 @@ planned here like anything else, so ``plan`` shows them and the write limit coun
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from reconciler.plan.common import canon_digest, canon_spec, create_spec, digest
 from reconciler.plan.create import plan_create, resume_create
 from reconciler.plan.guard import refusal
 from reconciler.plan.needs import deal_role
-from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, is_quiet, plan_pair, split_held
+from reconciler.plan.pair import Lookups, PairInputs, acks_for, failure, plan_pair, split_held, unmoved
 from reconciler.plan.reports import si_reports
 
 __all__ = ["plan"]
@@ -58,8 +59,19 @@ def plan(
     force: bool = False,
     expect: int | None = None,
 ) -> Plan:
-    """Decide what this cycle does. Pure: same input, same plan."""
-    return _Driver(world, mapping).run(max_writes=max_writes, force=force, expect=expect)
+    """Decide what this cycle does. Pure: same input, same plan.
+
+    The cyclic garbage collector is paused while it plans: planning makes no reference cycles, and a
+    full read of 100,000 deals otherwise spends about a tenth of its time in collections that free nothing
+    (``make bench``, "Planner alone"). Memory is freed by reference counting as usual.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _Driver(world, mapping).run(max_writes=max_writes, force=force, expect=expect)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class _Driver:
@@ -236,17 +248,13 @@ class _Driver:
             return
         if not link.active:
             link = replace(link, active=True, inactive_reason=None)
-        inputs = PairInputs(
-            link,
-            stored,
-            canon,
-            zoho_hash,
-            self._snapshot(deal.id),
-            tuple(self.exports.get(link.project_id, ())),
-            forced=self._forced(deal.id, link.project_id),
-        )
-        if not is_quiet(inputs, self.lookups):  # a quiet pair plans nothing: not kept (most of a full read)
-            self.pairs[deal.id] = inputs
+        snapshot = self._snapshot(deal.id)
+        exports = tuple(self.exports.get(link.project_id, ()))
+        forced = self._forced(deal.id, link.project_id)
+        quiet = not exports and not forced and zoho_hash == snapshot.zoho_hash
+        if quiet and unmoved(link, stored, snapshot, self.lookups):
+            return  # is_quiet, asked without building the inputs: most deals of a full read end here
+        self.pairs[deal.id] = PairInputs(link, stored, canon, zoho_hash, snapshot, exports, forced=forced)
 
     def _stop(self, link: LinkState, reason: str) -> None:
         """Syncing stops; SI's messages for the project are acknowledged (so they do not come back every
@@ -309,12 +317,17 @@ class _Driver:
     def _waiting(self, fetched: AbcMapping[str, Deal], missing: set[str]) -> None:
         """Pairs whose deal was not read and SI sent nothing, but that have news of their own: a publish
         or update SI resolved (or whose status it lost), or an item the operator re-queued."""
-        for link in sorted(self.world.links.values(), key=lambda link: link.deal_id):
+        unread = [
+            link
+            for link in self.world.links.values()
+            if link.active
+            and link.deal_id not in fetched
+            and link.deal_id not in self.pairs
+            and link.deal_id not in missing
+            and link.deal_id not in self.in_flight
+        ]
+        for link in sorted(unread, key=lambda link: link.deal_id):
             deal_id = link.deal_id
-            if deal_id in self.pairs or deal_id in fetched or deal_id in missing or not link.active:
-                continue
-            if deal_id in self.in_flight:
-                continue
             snap = self._snapshot(deal_id)
             messages = {str(e.get("message_id") or "") for e in snap.pending.values()}
             if link.publish_status == "pending" and link.message_id:

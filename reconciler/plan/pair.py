@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from reconciler import keys
 from reconciler.mapping import to_zoho_json
-from reconciler.model import Action, Park, Settle, SiExport, Snapshot, UpdateDeal, UpdateProject
+from reconciler.model import Action, LinkState, Park, Settle, SiExport, Snapshot, UpdateDeal, UpdateProject
 from reconciler.plan.common import canon_digest, digest, update_message_id
 from reconciler.plan.notes import plan_notes
 from reconciler.plan.publish import publish_state, shown_status
@@ -36,6 +36,7 @@ __all__ = [
     "is_quiet",
     "plan_pair",
     "split_held",
+    "unmoved",
 ]
 
 
@@ -116,19 +117,23 @@ def failure_or_park(
 
 
 def is_quiet(p: PairInputs, w: Lookups) -> bool:
-    """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved.
-    (Most pairs of a full read: the driver drops them before it keeps them, in ``_Driver._active``.)"""
-    if p.exports or p.forced or p.stored is None or p.snapshot.held:
+    """Nothing moved on either side: no news from SI, the deal as the snapshot has it, nothing resolved."""
+    if p.exports or p.forced or (p.canon is not None and p.zoho_hash != p.snapshot.zoho_hash):
         return False
-    if p.link is not p.stored and p.link != p.stored:
+    return unmoved(p.link, p.stored, p.snapshot, w)
+
+
+def unmoved(link: LinkState, stored: LinkState | None, snapshot: Snapshot, w: Lookups) -> bool:
+    """The rest of :func:`is_quiet`, once SI sent nothing and the deal is as the snapshot has it: the link
+    is the stored one, nothing is held, and SI has no answer about our publish or updates. (The driver asks
+    it directly for most deals of a full read, before building their inputs.)"""
+    if stored is None or snapshot.held:
         return False
-    if p.canon is not None and p.zoho_hash != p.snapshot.zoho_hash:
+    if link is not stored and link != stored:
         return False
-    if p.link.message_id is not None and (
-        p.link.message_id in w.outcomes or p.link.message_id in w.status_errors
-    ):
+    if link.message_id is not None and (link.message_id in w.outcomes or link.message_id in w.status_errors):
         return False
-    for entry in p.snapshot.pending.values():
+    for entry in snapshot.pending.values():
         message_id = str(entry.get("message_id") or "")
         if message_id in w.outcomes or message_id in w.status_errors:
             return False
