@@ -7,6 +7,8 @@ must agree with :func:`canonical` and :func:`canon_digest` on every value, not o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from typing import Any
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from reconciler.mapping import Mapping, canonical, parse_mapping
 from reconciler.model import Deal
 from reconciler.plan import canon_digest, zoho_canon
-from reconciler.plan.common import CanonSpec, canon_spec
+from reconciler.plan.common import CanonSpec, canon_spec, digest
 from tests.conftest import TWO_WAY_MAPPING
 
 MAPPING: Mapping = parse_mapping(tomllib.loads(TWO_WAY_MAPPING))  # text, numbers, dates, a value map
@@ -94,3 +96,26 @@ def test_a_known_hash_does_not_change() -> None:
     canon = {"Send_to_SI": True, "SI_Project_ID": "p-1", "SI_Sync_Status": "In SI", "Amount": "1005"}
     spec = CanonSpec(tuple((path, path, False, None) for path in canon))
     assert canon_digest(canon) == spec.digest(canon) == "c689c06c6a16b880a088"
+
+
+JSON_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(["é", "\u2028", '"', "\\", "\x00"]),
+)
+
+
+@given(
+    st.one_of(
+        st.dictionaries(st.text(max_size=6), JSON_SCALAR, max_size=6),
+        st.dictionaries(st.text(max_size=3), st.lists(JSON_SCALAR, max_size=2), max_size=3),
+        st.lists(JSON_SCALAR, max_size=4),
+    )
+)
+def test_digest_hashes_what_json_dumps_writes(value: Any) -> None:
+    """A write's input hash is stored with its intent: the flat-record fast path writes json.dumps' text."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    assert digest(value) == hashlib.sha1(text.encode()).hexdigest()[:20]

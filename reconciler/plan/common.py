@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import operator
 import uuid
 from collections.abc import Mapping as AbcMapping
@@ -100,7 +101,36 @@ class CanonSpec:
 
 def digest(value: Any) -> str:
     """A short stable hash of JSON-able data (snapshot and input hashes)."""
-    return hashlib.sha1(_JSON.encode(value).encode()).hexdigest()[:20]
+    text = _flat_json(value) if type(value) is dict else None
+    return hashlib.sha1((text if text is not None else _JSON.encode(value)).encode()).hexdigest()[:20]
+
+
+_STR_JSON = json.encoder.encode_basestring_ascii  # what _JSON writes for a str
+
+
+def _flat_json(record: dict[Any, Any]) -> str | None:
+    """What ``_JSON`` writes for a dict of text keys and plain values (a deal update's record, hashed for
+    every planned update), without setting up the encoder; None for anything else."""
+    parts = []
+    for key in sorted(record) if all(type(key) is str for key in record) else ():
+        value = record[key]
+        kind = type(value)
+        if kind is str:
+            text = _STR_JSON(value)
+        elif value is None:
+            text = "null"
+        elif value is True or value is False:
+            text = "true" if value else "false"
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is float and math.isfinite(value):
+            text = float.__repr__(value)
+        else:
+            return None
+        parts.append(_STR_JSON(key) + ":" + text)
+    if len(parts) != len(record):
+        return None
+    return "{" + ",".join(parts) + "}"
 
 
 def canon_digest(canon: AbcMapping[str, Any]) -> str:

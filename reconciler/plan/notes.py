@@ -30,8 +30,11 @@ def plan_notes(
 ) -> list[AddNote]:
     """One :class:`AddNote` per change-order state in ``exports`` not yet noted, in publishing order."""
     notes: list[AddNote] = []
-    if all(export.co_number is None for export in exports):
-        return notes
+    for export in exports:
+        if export.co_number is not None:
+            break
+    else:
+        return notes  # no change order in these messages (most pairs)
     planned: set[str] = set()
     for export in sorted(exports, key=lambda e: e.published_ms):
         if export.co_number is None or export.current:

@@ -15,7 +15,6 @@ For a pair the planner decides, in this order:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from reconciler import keys
 from reconciler.mapping import to_zoho_json
@@ -25,7 +24,7 @@ from reconciler.plan.notes import plan_notes
 from reconciler.plan.publish import publish_state, shown_status
 from reconciler.plan.reports import si_reports
 from reconciler.plan.values import decide_fields, heard
-from reconciler.plan.work import Lookups, PairInputs, PairPlan, Work, acks_for, add, failure
+from reconciler.plan.work import Lookups, PairInputs, PairPlan, PairState, Work, acks_for, add, failure
 
 __all__ = [
     "Lookups",
@@ -156,7 +155,7 @@ def _held(held: Sequence[SiExport], deal_id: str, project_id: str, work: Work, w
     add(work, failure(key, deal_id, project_id, message, w))
 
 
-def _deal_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> Snapshot:
+def _deal_update(p: PairInputs, snapshot: PairState, work: Work, w: Lookups) -> PairState:
     """One UpdateDeal for every Zoho write of the pair (unless that very write is parked)."""
     by_name = w.by_zoho
     record = dict(work.deal_record)
@@ -178,7 +177,7 @@ def _deal_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> S
                 zoho[change.field] = change.old
         work.zoho_changes.clear()
         work.deal_record.clear()
-        return replace(snapshot, zoho=zoho)
+        return snapshot._replace(zoho=zoho)
     work.actions.append(
         UpdateDeal(
             key,
@@ -192,7 +191,9 @@ def _deal_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> S
     return snapshot
 
 
-def _project_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> tuple[Snapshot, int | None]:
+def _project_update(
+    p: PairInputs, snapshot: PairState, work: Work, w: Lookups
+) -> tuple[PairState, int | None]:
     """One UpdateProject for every SI write of the pair, with its MessageId; the snapshot it leaves."""
     if not work.si_changes:
         return snapshot, None
@@ -203,7 +204,7 @@ def _project_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -
     if w.is_parked(key, input_hash) or work.parks.get(key) == input_hash:
         return snapshot, None  # parked with this very input: SI keeps its value, nothing is awaited
     intent = w.intents.get(key)
-    sequence = snapshot.updates + 1
+    sequence = p.snapshot.updates + 1
     message_id = update_message_id(p.link.project_id, sequence, input_hash)
     if intent is not None and intent.status == keys.PENDING and intent.input_hash == input_hash:
         message_id = str((intent.payload or {}).get("message_id") or message_id)  # a resend keeps its id
@@ -225,4 +226,4 @@ def _project_update(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -
             key, p.link.deal_id, p.link.project_id, changes, fields, input_hash, message_id=message_id
         )
     )
-    return replace(snapshot, si=si, pending=pending), sequence
+    return snapshot._replace(si=si, pending=pending), sequence

@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler import keys
-from reconciler.model import FieldChange, LinkState, Park, SiExport, Snapshot
+from reconciler.model import FieldChange, LinkState, Park, SiExport
 from reconciler.plan.common import ARCHIVED_IN_SI, DELETED_IN_SI, IN_SI, STATUS_MAX, truncate
-from reconciler.plan.work import Lookups, PairInputs, Work, add, failure
+from reconciler.plan.work import Lookups, PairInputs, PairState, Work, add, failure
 
 __all__ = ["publish_state", "shown_status"]
 
@@ -35,9 +35,12 @@ def publish_state(p: PairInputs, usable: Sequence[SiExport], work: Work, w: Look
         work.deal_record[m.link_field] = link.project_id
     before = link
     link = _outcome(link, usable, work, w)
-    base = [e for e in usable if e.co_number is None]
-    if base:
-        state = _si_state(max(base, key=lambda e: e.published_ms).values)
+    newest: SiExport | None = None
+    for export in usable:  # SI's newest base-project message says whether the project is archived/deleted
+        if export.co_number is None and (newest is None or export.published_ms > newest.published_ms):
+            newest = export
+    if newest is not None:
+        state = _si_state(newest.values)
         if state != link.si_state:
             link = replace(link, si_state=state)
     text = _status_text(link)
@@ -104,7 +107,7 @@ def _outcome(link: LinkState, usable: Sequence[SiExport], work: Work, w: Lookups
     return replace(link, publish_status="failed", publish_error=error)
 
 
-def shown_status(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> Snapshot:
+def shown_status(p: PairInputs, snapshot: PairState, work: Work, w: Lookups) -> PairState:
     """The snapshot remembers the sync status the deal shows, to compare with when the deal is not read."""
     status = w.mapping.status_field
     if not status:
@@ -119,4 +122,4 @@ def shown_status(p: PairInputs, snapshot: Snapshot, work: Work, w: Lookups) -> S
         return snapshot
     if status in snapshot.zoho and snapshot.zoho[status] == shown:
         return snapshot
-    return replace(snapshot, zoho={**snapshot.zoho, status: shown})
+    return snapshot._replace(zoho={**snapshot.zoho, status: shown})

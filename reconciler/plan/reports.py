@@ -51,17 +51,24 @@ def si_reports(exports: Sequence[SiExport], mapping: Mapping, project_id: str, d
     for fmap in mapping.fields:
         si_key = fmap.si_key
         group = change_orders if si_key in CO_FIELDS else base
-        if not group or si_key not in group[-1].values:
+        if not group:
             continue
         source = group[-1]
+        raw = source.values.get(si_key, _ABSENT)
+        if raw is _ABSENT:
+            continue
         try:
-            value = fmap.from_si(source.values[si_key])
+            value = fmap.from_si(raw)
         except ValueError as exc:
             return Reports(bad=f"SI project {project_id} (deal {deal_id}): field {fmap.si}: {exc}")
         ms = source.published_ms
         history = (*_history(group[:-1], fmap), (value, ms)) if len(group) > 1 else ((value, ms),)
-        fields[fmap.zoho] = Report(value, ms, source.current, history)
+        fields[fmap.zoho] = _new(Report, (value, ms, source.current, history))
     return Reports(fields)
+
+
+_ABSENT: Any = object()
+_new = tuple.__new__  # a Report without its generated __new__ (one per reported field of every pair)
 
 
 def _published(export: SiExport) -> int:

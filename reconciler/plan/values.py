@@ -9,9 +9,9 @@ from typing import Any
 from reconciler import keys
 from reconciler.model import Conflict, FieldChange, Park, Snapshot
 from reconciler.plan.common import digest
-from reconciler.plan.fields import _UNSET, FieldDecision, FieldView, decide, read_si
+from reconciler.plan.fields import _UNSET, FieldDecision, FieldView, _new, decide, read_si
 from reconciler.plan.reports import Report, Reports
-from reconciler.plan.work import Lookups, PairInputs, Work, add, failure
+from reconciler.plan.work import Lookups, PairInputs, PairState, Work, add, failure
 
 __all__ = ["decide_fields", "heard", "pending_updates"]
 
@@ -113,8 +113,8 @@ def _report(
     return heard.value, heard.ms, entry
 
 
-def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: Lookups) -> Snapshot:
-    """Decide every mapped field; returns the snapshot the pair will have (before SI's new pending)."""
+def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: Lookups) -> PairState:
+    """Decide every mapped field; returns the state the pair will have (before SI's new pending)."""
     snap, m = p.snapshot, w.mapping
     read = p.canon is not None
     zoho_now = {f.zoho: p.canon[f.zoho] for f in m.fields} if p.canon is not None else snap.zoho
@@ -131,13 +131,13 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: 
             report, ms, entry = _UNSET, 0, pending.get(name)
         else:
             report, ms, entry = _report(name, news, snap, pending.get(name), base_si)
-            if report is not _UNSET:
-                reported[name] = max(ms, int(reported.get(name, 0)))
+            if report is not _UNSET and (name not in reported or ms > int(reported[name])):
+                reported[name] = ms  # the newest report applied: an older one delivered again is not news
         si = read_si(name, base_si, entry, report, ms)
         zoho = zoho_now.get(name)
         new = name not in snap.zoho
         changed = read and (new or zoho != snap.zoho[name])
-        view = FieldView(fmap.direction, fmap.on_conflict, zoho, changed, new, si)
+        view = _new(FieldView, (fmap.direction, fmap.on_conflict, zoho, changed, new, si))
         decision = decide(view)
         if si.known:
             new_si[name] = si.value
@@ -152,7 +152,7 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: 
         if decision.to_si:
             (value,) = decision.to_si
             work.si_changes.append((fmap, FieldChange(name, si.value if si.known else None, value), si))
-    return Snapshot(snap.deal_id, snap.zoho_hash, new_zoho, new_si, new_pending, snap.updates, {}, reported)
+    return PairState(new_zoho, new_si, new_pending, reported)
 
 
 def _conflict(

@@ -26,7 +26,7 @@ from reconciler.model import (
 from reconciler.plan.common import CanonSpec, canon_spec, digest
 from reconciler.plan.fields import SiRead
 
-__all__ = ["Lookups", "PairInputs", "PairPlan", "Work", "acks_for", "add", "failure"]
+__all__ = ["Lookups", "PairInputs", "PairPlan", "PairState", "Work", "acks_for", "add", "failure"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,19 @@ class PairInputs(NamedTuple):
     forced: bool = False  # re-queued by `retry`, or read by `reconcile --deep`: plan it even if quiet
 
 
-@dataclass(frozen=True)
-class PairPlan:
+class PairPlan(NamedTuple):
     actions: tuple[Action, ...] = ()
     settle: Settle | None = None
+
+
+class PairState(NamedTuple):
+    """What the pair's snapshot becomes as its planning goes: both sides' values (Zoho space), our SI
+    updates still waiting, and per field when SI published the report ``si`` comes from."""
+
+    zoho: AbcMapping[str, Any]
+    si: AbcMapping[str, Any]
+    pending: AbcMapping[str, Any]
+    reported: AbcMapping[str, int]
 
 
 @dataclass
