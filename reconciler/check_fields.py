@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
 from typing import Any
 
-from reconciler.mapping import Mapping, si_type, zoho_column
+from reconciler.convert import si_type
+from reconciler.mapping import Mapping, zoho_column
 
 __all__ = ["COMPATIBLE", "USER_FIELDS", "field_problems", "join_problems", "joined_reads", "lookup_scopes"]
 

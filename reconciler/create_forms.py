@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.mapping import SI_FIELDS, CreateValueMap, Mapping, to_si_json, to_si_leaf, zoho_column
+from reconciler.convert import SI_FIELDS, to_si_json
+from reconciler.mapping import CreateValueMap, Mapping, to_si_leaf, zoho_column
 from reconciler.si_schema import SiKey, is_container, is_nested, resolve
 
 __all__ = ["CLIENT_ID", "MAX_JOIN_COLUMNS", "MAX_RELATIONS", "CreateSpec", "parse_create", "query_problems"]

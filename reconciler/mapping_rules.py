@@ -27,19 +27,17 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from reconciler.convert import SI_FIELD_IDS, SI_FIELDS, si_type
 from reconciler.create_forms import parse_create, query_problems
 from reconciler.errors import ConfigError
 from reconciler.mapping import (
     CONFLICT_POLICIES,
     COQL_MAX_COLUMNS,
     DIRECTIONS,
-    SI_FIELD_IDS,
-    SI_FIELDS,
     ZOHO_TYPES,
     FieldMap,
     Mapping,
     canonical,
-    si_type,
 )
 from reconciler.templates import placeholders, template_problems
 

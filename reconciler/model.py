@@ -64,7 +64,7 @@ class CycleReport:
 # ---- what the store remembers (read by the planner as plain data) -----------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkState:
     deal_id: str
     project_id: str
@@ -76,7 +76,7 @@ class LinkState:
     si_state: str = ""  # "archived" or "deleted" when SI's newest export says so
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What both sides held, in Zoho space, when the pair last agreed (keys: Zoho field names).
 
@@ -143,7 +143,7 @@ class AuditEntry:
 # ---- inputs of the planner -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deal:
     """A Zoho deal as COQL returned it: ``values`` keyed by COQL column (``Account_Name.Account_Name``)."""
 
@@ -156,7 +156,7 @@ class Deal:
         return None if value is None else str(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SiExport:
     """One SI export message (a ``ProjectInfo``), with the detail fields merged in when fetched.
 

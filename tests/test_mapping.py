@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.convert import to_si_json, to_si_string, to_zoho_json
 from reconciler.errors import EX_CONFIG, ConfigError
 from reconciler.mapping import (
     FieldMap,
@@ -18,9 +19,6 @@ from reconciler.mapping import (
     load_mapping,
     parse_mapping,
     render_template,
-    to_si_json,
-    to_si_string,
-    to_zoho_json,
     zoho_column,
 )
 from tests.conftest import DEFAULT_MAPPING, ROOT, TWO_WAY_MAPPING

@@ -20,7 +20,8 @@ from collections.abc import Mapping as AbcMapping
 from typing import Any
 
 from reconciler import keys
-from reconciler.mapping import Mapping, lookup_id, match_text, to_si_json, to_si_leaf, zoho_column
+from reconciler.convert import to_si_json
+from reconciler.mapping import Mapping, lookup_id, match_text, to_si_leaf, zoho_column
 from reconciler.model import CreateProject, Deal, IntentState, Park
 from reconciler.plan.common import QUEUED, canon_digest, digest, project_guid
 

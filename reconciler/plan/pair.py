@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler import keys
-from reconciler.mapping import to_zoho_json
+from reconciler.convert import to_zoho_json
 from reconciler.model import Action, LinkState, Park, Settle, SiExport, Snapshot, UpdateDeal, UpdateProject
 from reconciler.plan.common import canon_digest, digest, update_message_id
 from reconciler.plan.notes import plan_notes
