@@ -99,17 +99,9 @@ class Snapshot:
     reported: Mapping[str, int] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        # Spelled out rather than looped: the planner makes a snapshot for every pair it plans.
-        if self.zoho is None:
-            object.__setattr__(self, "zoho", {})
-        if self.si is None:
-            object.__setattr__(self, "si", {})
-        if self.pending is None:
-            object.__setattr__(self, "pending", {})
-        if self.held is None:
-            object.__setattr__(self, "held", {})
-        if self.reported is None:
-            object.__setattr__(self, "reported", {})
+        for name in ("zoho", "si", "pending", "held", "reported"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, {})
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class _Driver:
         self.retried_projects = {
             i.project_id for k, i in world.intents.items() if k in self.retried and i.project_id
         }
+        self.forcing = world.deep or bool(self.retried)  # can any pair be forced (planned while quiet)?
         self.pairs: dict[str, PairInputs] = {}
         self.in_flight: set[str] = set()  # deals whose create this plan makes or finishes
         self.kept: set[str] = set()  # re-queued keys still open after this plan (a republish in progress)
@@ -105,7 +106,8 @@ class _Driver:
                 self._deal(fetched[deal_id])
         missing = self._missing(fetched) if self.world.full else set()
         self._exports(fetched, missing)
-        self._waiting(fetched, missing)
+        if not self.world.full:  # on a full read every unread active link is missing or being created
+            self._waiting(fetched, missing)
         for deal_id in sorted(self.pairs):
             pair = plan_pair(self.pairs[deal_id], self.lookups)
             self.out.actions.extend(pair.actions)
@@ -248,9 +250,9 @@ class _Driver:
             return
         if not link.active:
             link = replace(link, active=True, inactive_reason=None)
-        snapshot = self._snapshot(deal.id)
+        snapshot = self.world.snapshots.get(deal.id) or Snapshot(deal.id)
         exports = tuple(self.exports.get(link.project_id, ()))
-        forced = self._forced(deal.id, link.project_id)
+        forced = self.forcing and self._forced(deal.id, link.project_id)
         quiet = not exports and not forced and zoho_hash == snapshot.zoho_hash
         if quiet and unmoved(link, stored, snapshot, self.lookups):
             return  # is_quiet, asked without building the inputs: most deals of a full read end here
