@@ -74,10 +74,9 @@ class CanonSpec:
 
     def __init__(self, fields: tuple[tuple[str, str, bool, FieldMap | None], ...]) -> None:
         self.fields = fields
-        # What zoho_canon reads per path, with "a mapped text field" worked out (the hot case).
+        # What zoho_canon reads per path, with the kind of path worked out (its fast paths key on it).
         self.rows = tuple(
-            (path, column, is_flag, fmap, fmap is not None and fmap.zoho_type == "text")
-            for path, column, is_flag, fmap in fields
+            (path, column, is_flag, fmap, _kind(is_flag, fmap)) for path, column, is_flag, fmap in fields
         )
         self._order = tuple(sorted(path for path, _, _, _ in fields))
         # repr(sorted(canon.items())) is "[('a', <repr>), ('b', <repr>)]": the keys' part is fixed.
@@ -97,6 +96,17 @@ class CanonSpec:
         except KeyError:
             return canon_digest(canon)
         return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+# Kinds of path, for zoho_canon's fast paths: the flag, a path read as it is (link, status, a [create]
+# value), a mapped text field, a mapped number, any other mapped field.
+_FLAG, _PLAIN, _TEXT, _NUMBER, _OTHER = range(5)
+
+
+def _kind(is_flag: bool, fmap: FieldMap | None) -> int:
+    if fmap is not None:
+        return {"text": _TEXT, "number": _NUMBER, "integer": _NUMBER}.get(fmap.zoho_type, _OTHER)
+    return _FLAG if is_flag else _PLAIN
 
 
 def digest(value: Any) -> str:
@@ -191,18 +201,25 @@ def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> d
     """The deal's mapped values in comparable form, keyed by mapping path. Raises ValueError on bad data."""
     canon: dict[str, Any] = {}
     values = deal.values
-    for path, column, is_flag, fmap, text in (spec or canon_spec(mapping)).rows:
+    for path, column, is_flag, fmap, kind in (spec or canon_spec(mapping)).rows:
         raw = values.get(column)
         # Inlined for the common values (every deal of a full read passes here); the same results as below.
-        if type(raw) is str:
-            if text:
+        of = type(raw)
+        if raw is None:
+            canon[path] = False if kind == _FLAG else None  # what each branch below makes of a missing value
+            continue
+        if of is str:
+            if kind == _TEXT:
                 canon[path] = raw if raw.strip() else None  # what canonical() does for text
                 continue
-            if fmap is None and not is_flag:
+            if kind == _PLAIN:
                 canon[path] = raw or None  # a path read as it is (the link, the status)
                 continue
-        elif raw is None:
-            canon[path] = False if is_flag else None  # what each branch below makes of a missing value
+        elif of is bool and kind == _FLAG:
+            canon[path] = raw
+            continue
+        elif of is int and kind == _NUMBER:
+            canon[path] = str(raw)  # what canonical() does for a whole number
             continue
         try:
             if is_flag:

@@ -174,7 +174,9 @@ class _Driver:
         flagged = bool(canon[self.mapping.flag_field])
         link_value = canon[self.mapping.link_field]
         role = deal_role(flagged, link_value, link)
-        if role == "create":
+        if role == "active" and link is not None:  # first: nearly every deal of a full read
+            self._active(deal, canon, zoho_hash, link, link)
+        elif role == "create":
             self._create(deal, canon, zoho_hash)
         elif role == "adopt":
             self._adopt(deal, canon, zoho_hash, str(link_value), flagged)
@@ -192,8 +194,6 @@ class _Driver:
                 link,
                 f"{self.mapping.flag_field} was unticked in Zoho: syncing stopped (nothing deleted in SI)",
             )
-        elif role == "active" and link is not None:
-            self._active(deal, canon, zoho_hash, link, link)
 
     def _create(
         self, deal: Deal, canon: dict[str, Any], zoho_hash: str, republish: str | None = None
@@ -251,12 +251,14 @@ class _Driver:
         if not link.active:
             link = replace(link, active=True, inactive_reason=None)
         snapshot = self.world.snapshots.get(deal.id) or Snapshot(deal.id)
-        exports = tuple(self.exports.get(link.project_id, ()))
+        exports = self.exports.get(link.project_id)
         forced = self.forcing and self._forced(deal.id, link.project_id)
         quiet = not exports and not forced and zoho_hash == snapshot.zoho_hash
         if quiet and unmoved(link, stored, snapshot, self.lookups):
             return  # is_quiet, asked without building the inputs: most deals of a full read end here
-        self.pairs[deal.id] = PairInputs(link, stored, canon, zoho_hash, snapshot, exports, forced=forced)
+        self.pairs[deal.id] = PairInputs(
+            link, stored, canon, zoho_hash, snapshot, tuple(exports or ()), forced=forced
+        )
 
     def _stop(self, link: LinkState, reason: str) -> None:
         """Syncing stops; SI's messages for the project are acknowledged (so they do not come back every

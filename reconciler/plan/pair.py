@@ -132,7 +132,7 @@ def unmoved(link: LinkState, stored: LinkState | None, snapshot: Snapshot, w: Lo
         return False
     if link.message_id is not None and (link.message_id in w.outcomes or link.message_id in w.status_errors):
         return False
-    for entry in snapshot.pending.values():
+    for entry in snapshot.pending.values() if snapshot.pending else ():
         message_id = str(entry.get("message_id") or "")
         if message_id in w.outcomes or message_id in w.status_errors:
             return False
