@@ -96,7 +96,9 @@ class PairRows(StoreBase):
     def snapshots(self, deal_ids: Iterable[str] | None = None) -> dict[str, Snapshot]:
         query = self.tables.SnapshotRow.select()
         if deal_ids is not None:
-            ids = list(deal_ids)
+            # In deal order, as the planner walks them: a dict filled in a random (set) order costs a
+            # cache miss per lookup once it outgrows the CPU's caches (a full read of 100,000 pairs).
+            ids = sorted(set(deal_ids))
             result: dict[str, Snapshot] = {}
             for start in range(0, len(ids), 500):
                 chunk = query.where(self.tables.SnapshotRow.deal_id.in_(ids[start : start + 500]))

@@ -17,8 +17,9 @@ import pytest
 from reconciler.clients.http import HttpClient, RetryPolicy
 from reconciler.clients.si import SiClient
 from reconciler.clients.zoho import MemoryTokenCache, ZohoAuth, ZohoClient
+from reconciler.convert import to_zoho_json
 from reconciler.errors import CredentialsError, PermanentApiError
-from reconciler.mapping import FieldMap, to_zoho_json
+from reconciler.mapping import FieldMap
 from reconciler.sim.harness import SimPair
 from reconciler.sim.si import SiSim
 from reconciler.sim.zoho import ZohoSim
