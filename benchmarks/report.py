@@ -110,7 +110,7 @@ def render(
         "",
         "`plan()` on Worlds captured with `read_world` just before cycle (c) ran: the incremental one "
         "cycle (c) planned, and the full one (every flagged deal plus the same SI changes, as the daily full "
-        "cycle reads it). Best of 3: CPU (`time.process_time`) and wall. Peak: `tracemalloc`, in a separate "
+        "cycle reads it). Best of 5: CPU (`time.process_time`) and wall. Peak: `tracemalloc`, in a separate "
         "run, of what `plan()` allocates (the World is already in memory).",
         "",
         "| N | World | deals | SI exports | actions (deal updates) | CPU s | wall s | peak MB | target "

@@ -28,6 +28,7 @@ __all__ = ["main"]
 PLANNER_SIZE = 100_000  # the planner targets apply from this many deals
 COMPARE_SIZE = 10_000  # the ratios against the naive strategies are judged at this size
 PLANNER_CPU = 2.0  # seconds, at 100,000 deals
+PLANNER_MARGIN = 0.30  # issue 12: under the 2 s with at least a 30% margin, i.e. at most 1.4 s
 PLANNER_MB = 500.0
 ZOHO_RATIO = 50.0  # at least this many times fewer Zoho calls than per-record, at 10,000 deals
 TOTAL_RATIO = 10.0  # at least this many times fewer calls than the old webhook app, at 10,000 deals
@@ -91,9 +92,10 @@ def judge(result: SizeResult) -> None:
     """The size-specific targets (each cycle was judged against its own bound as it ran)."""
     for p in result.planner:
         if result.size >= PLANNER_SIZE and p.deals >= PLANNER_SIZE:
-            p.target = f"< {PLANNER_CPU:g} s CPU and < {PLANNER_MB:g} MB"
-            p.verdict = "PASS" if p.cpu < PLANNER_CPU and p.peak_mb < PLANNER_MB else "MISS"
-            p.detail = f"{p.cpu:.2f} s ({p.cpu / PLANNER_CPU:.0%} of the budget), {p.peak_mb:.0f} MB"
+            limit = PLANNER_CPU * (1 - PLANNER_MARGIN)
+            p.target = f"<= {limit:g} s CPU ({PLANNER_CPU:g} s with a {PLANNER_MARGIN:.0%} margin), < {PLANNER_MB:g} MB"
+            p.verdict = "PASS" if p.cpu <= limit and p.peak_mb < PLANNER_MB else "MISS"
+            p.detail = f"{p.cpu:.2f} s ({p.cpu / PLANNER_CPU:.0%} of the 2 s budget), {p.peak_mb:.0f} MB"
     if result.size != COMPARE_SIZE:
         return
     for c in result.compare:

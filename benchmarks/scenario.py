@@ -327,9 +327,10 @@ class _Bench:
 
 
 def time_planner(n: int, label: str, world: World, mapping: Mapping) -> PlannerRow:
-    """plan() alone: best of 3 (CPU and wall); then a separate run under tracemalloc for its peak."""
+    """plan() alone: best of 5 (CPU and wall; this machine's neighbours move single runs by 20%); then a
+    separate run under tracemalloc for its peak."""
     cpu = wall = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         gc.collect()
         c0, w0 = time.process_time(), time.perf_counter()
         the_plan = plan(world, mapping, max_writes=10**9, force=True)

@@ -104,7 +104,7 @@ class Snapshot:
                 object.__setattr__(self, name, {})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntentState:
     key: str
     kind: str
@@ -169,7 +169,7 @@ class SiExport:
     current: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PublishOutcome:
     """A publish message that left SI's pending list: imported (2) or failed (3)."""
 
@@ -182,14 +182,14 @@ class PublishOutcome:
 # ---- the plan ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldChange:
     field: str
     old: Any
     new: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreateProject:
     """Publish a new SI project for a flagged deal (our Guid as ``Id``), then write its id back.
 
@@ -218,7 +218,7 @@ class CreateProject:
         return self.project_id is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpdateDeal:
     """Write fields onto one deal (batched with others, 100 a call)."""
 
@@ -231,7 +231,7 @@ class UpdateDeal:
     kind: str = "update_deal"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpdateProject:
     """Send changed Zoho fields to SI through ``POST /Publish/Projects/Update``."""
 
@@ -245,7 +245,7 @@ class UpdateProject:
     message_id: str = ""  # ours, decided by the planner: a resend keeps it, a new value gets a new one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddNote:
     """One Zoho note for one change-order state ``(project, CONumber, COStatus)``."""
 
@@ -262,7 +262,7 @@ class AddNote:
     blanked: tuple[str, ...] = ()  # placeholders whose value could not be shown (rendered empty)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conflict:
     """A field both sides changed to different values under ``on_conflict = "manual"``."""
 
@@ -276,7 +276,7 @@ class Conflict:
     kind: str = "conflict"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Park:
     """Input the planner cannot use (missing required field, bad value): kept with its reason."""
 
@@ -288,7 +288,7 @@ class Park:
     kind: str = "park"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Defer:
     """An item that failed this cycle (e.g. its SI details could not be read): one attempt is counted and
     the next cycle tries again; the planner parks it instead once the attempts are used up."""
@@ -305,7 +305,7 @@ Action = CreateProject | UpdateDeal | UpdateProject | AddNote | Conflict | Park 
 WRITES = (CreateProject, UpdateDeal, UpdateProject, AddNote)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ack:
     """``MarkAsImportedByMessageId`` for exactly one export message (the one the cycle processed)."""
 
@@ -315,7 +315,7 @@ class Ack:
     message_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Settle:
     """The snapshot a pair takes once all its actions are applied (or parked), and its messages acked.
 
