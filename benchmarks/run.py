@@ -93,7 +93,8 @@ def judge(result: SizeResult) -> None:
     for p in result.planner:
         if result.size >= PLANNER_SIZE and p.deals >= PLANNER_SIZE:
             limit = PLANNER_CPU * (1 - PLANNER_MARGIN)
-            p.target = f"<= {limit:g} s CPU ({PLANNER_CPU:g} s with a {PLANNER_MARGIN:.0%} margin), < {PLANNER_MB:g} MB"
+            margin = f"{PLANNER_CPU:g} s with a {PLANNER_MARGIN:.0%} margin"
+            p.target = f"<= {limit:g} s CPU ({margin}), < {PLANNER_MB:g} MB"
             p.verdict = "PASS" if p.cpu <= limit and p.peak_mb < PLANNER_MB else "MISS"
             p.detail = f"{p.cpu:.2f} s ({p.cpu / PLANNER_CPU:.0%} of the 2 s budget), {p.peak_mb:.0f} MB"
     if result.size != COMPARE_SIZE:
