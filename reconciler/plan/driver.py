@@ -106,8 +106,8 @@ class _Driver:
                 self._deal(fetched[deal_id])
         missing = self._missing(fetched) if self.world.full else set()
         self._exports(fetched, missing)
-        if not self.world.full:  # on a full read every unread active link is missing or being created
-            self._waiting(fetched, missing)
+        if not self.world.full:
+            self._waiting(fetched)
         for deal_id in sorted(self.pairs):
             pair = plan_pair(self.pairs[deal_id], self.lookups)
             self.out.actions.extend(pair.actions)
@@ -318,18 +318,12 @@ class _Driver:
                 continue
             self.pairs[deal_id] = self._unread_pair(link)
 
-    def _waiting(self, fetched: AbcMapping[str, Deal], missing: set[str]) -> None:
+    def _waiting(self, fetched: AbcMapping[str, Deal]) -> None:
         """Pairs whose deal was not read and SI sent nothing, but that have news of their own: a publish
-        or update SI resolved (or whose status it lost), or an item the operator re-queued."""
-        unread = [
-            link
-            for link in self.world.links.values()
-            if link.active
-            and link.deal_id not in fetched
-            and link.deal_id not in self.pairs
-            and link.deal_id not in missing
-            and link.deal_id not in self.in_flight
-        ]
+        or update SI resolved (or whose status it lost), or an item the operator re-queued. (A cycle that
+        is not a full read: on a full read every unread active link is missing or being created.)"""
+        skip = fetched.keys() | self.pairs.keys() | self.in_flight
+        unread = [link for link in self.world.links.values() if link.active and link.deal_id not in skip]
         for link in sorted(unread, key=lambda link: link.deal_id):
             deal_id = link.deal_id
             snap = self._snapshot(deal_id)
