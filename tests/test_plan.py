@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tomllib
 from dataclasses import replace
 from typing import Any
@@ -907,3 +908,18 @@ def test_stored_pending_entry_without_message_id_is_void() -> None:
     p = plan(world, MAPPING)
     assert only(p, UpdateDeal).record == {"id": "D1", "Deal_Name": "Renamed in SI"}
     assert _settled(p).pending == {}
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_plan_leaves_the_garbage_collector_as_it_found_it(collecting: bool) -> None:
+    """plan() pauses the cyclic GC while it runs (it makes no cycles) and restores it, even on an error."""
+    was = gc.isenabled()
+    try:
+        gc.enable() if collecting else gc.disable()
+        assert plan(World(deals=[deal("D1")]), MAPPING).actions
+        assert gc.isenabled() is collecting
+        with pytest.raises(AttributeError):
+            plan(World(deals=["not a deal"]), MAPPING)  # type: ignore[list-item]
+        assert gc.isenabled() is collecting
+    finally:
+        gc.enable() if was else gc.disable()
