@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from reconciler.plan import project_guid
 from tests.conftest import DEFAULT_MAPPING, TWO_WAY_MAPPING, run_cli
 from tests.e2e.helpers import flag_three, project_for, write_counts
 
@@ -88,7 +89,8 @@ def test_a_failed_import_shows_its_message_on_the_deal(served_sims, env, tmp_pat
     deals = flag_three(sims)
     run_cli(["run-once"], env, tmp_path, check=True)
 
-    sims.si.fail_next_import("Client 'Customer 1' is locked by another user")
+    # The first deal's import fails, whichever publish (sent in parallel lanes) reached SI's queue first.
+    sims.si.fail_import_of(project_guid(deals[0]), "Client 'Customer 1' is locked by another user")
     sims.si.import_pending()
     result = run_cli(["run-once"], env, tmp_path)
 

@@ -125,6 +125,17 @@ def test_array_query_parameters_bind_in_both_forms(sim: SiSim, http: httpx.Clien
     assert indexed["MessageStatuses"][0]["ErrorMessage"] == "boom"
 
 
+def test_a_failure_aimed_at_one_project_hits_that_import_only(sim: SiSim, http: httpx.Client) -> None:
+    """fail_import_of(project) fails that project's next import, whatever its place in the queue."""
+    first = publish(http)["ProjectId"]
+    second = publish(http, Name="Jones Residence")["ProjectId"]
+    sim.fail_import_of(second, "checked out")
+    sim.import_pending()
+    assert first in sim.projects and second not in sim.projects
+    failed = http.get("/Message/PublishedMessagesStatus?messageStatusIds=3").json()["MessageStatuses"]
+    assert [m["ErrorMessage"] for m in failed] == ["checked out"]
+
+
 def test_update_converts_values_and_rejects_unknown_field_ids(sim: SiSim, http: httpx.Client) -> None:
     """UpdateFields values become decimals, dates and booleans; an unknown ProjectFieldId is a 400."""
     project_id = publish(http)["ProjectId"]

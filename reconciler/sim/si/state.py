@@ -65,6 +65,7 @@ class SiState:
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
         self._import_failures: list[str] = []
+        self._project_failures: dict[str, str] = {}  # project id -> error of its next import
         self._last_ms = 0
         self._numbers = 1000
         # SI's clients, by their ClientId: Name, IntegrationId (the integration's IntegrationClientId),
@@ -78,13 +79,21 @@ class SiState:
         with self._lock:
             self._import_failures.append(error)
 
+    def fail_import_of(self, project_id: str, error: str) -> None:
+        """The next import of ``project_id``'s publish message fails with ``error`` (whatever the order
+        in which concurrent publishes reached the queue)."""
+        with self._lock:
+            self._project_failures[project_id] = error
+
     def import_pending(self, *, export: bool = True) -> int:
         """SI's desktop client imports the queue: apply pending messages in order; returns how many."""
         with self._lock:
             touched: dict[str, None] = {}  # projects in import order (a dict: 100,000 of them at bench scale)
             pending = [m for m in self.publish_messages if m.status_id == 1]
             for message in pending:
-                error = self._import_failures.pop(0) if self._import_failures else None
+                error = self._project_failures.pop(message.project_id, None)
+                if error is None and self._import_failures:
+                    error = self._import_failures.pop(0)
                 if error is None:
                     try:
                         self._apply(message)
