@@ -104,9 +104,14 @@ _FLAG, _PLAIN, _TEXT, _NUMBER, _OTHER = range(5)
 
 
 def _kind(is_flag: bool, fmap: FieldMap | None) -> int:
+    """In zoho_canon's order of rules: a mapped text field's text rule first (even for the flag)."""
+    if fmap is not None and fmap.zoho_type == "text":
+        return _TEXT
+    if is_flag:
+        return _FLAG
     if fmap is not None:
-        return {"text": _TEXT, "number": _NUMBER, "integer": _NUMBER}.get(fmap.zoho_type, _OTHER)
-    return _FLAG if is_flag else _PLAIN
+        return _NUMBER if fmap.zoho_type in ("number", "integer") else _OTHER
+    return _PLAIN
 
 
 def digest(value: Any) -> str:
@@ -206,7 +211,7 @@ def zoho_canon(deal: Deal, mapping: Mapping, spec: CanonSpec | None = None) -> d
         # Inlined for the common values (every deal of a full read passes here); the same results as below.
         of = type(raw)
         if raw is None:
-            canon[path] = False if kind == _FLAG else None  # what each branch below makes of a missing value
+            canon[path] = False if is_flag else None  # what each branch below makes of a missing value
             continue
         if of is str:
             if kind == _TEXT:
