@@ -31,7 +31,7 @@ from reconciler.model import (
     Snapshot,
     World,
 )
-from reconciler.plan.common import canon_digest, canon_spec, create_spec, digest, zoho_canon
+from reconciler.plan.common import canon_digest, create_spec, digest, zoho_canon
 from reconciler.plan.create import plan_create, resume_create
 from reconciler.plan.guard import refusal
 from reconciler.plan.needs import deal_role
@@ -79,7 +79,7 @@ class _Driver:
         self.world = world
         self.mapping = mapping
         self.lookups = Lookups.of(mapping, world.intents, world.publish_outcomes, world.status_errors)
-        self.spec = self.lookups.spec or canon_spec(mapping)
+        self.spec = self.lookups.spec
         self.create_spec = create_spec(mapping)
         self.out = _Plan()
         self.by_project = {link.project_id: link for link in world.links.values()}

@@ -43,14 +43,11 @@ from __future__ import annotations
 from collections.abc import Mapping as AbcMapping
 from typing import Any, NamedTuple
 
-from reconciler.plan.common import IMPORT_CLOCK_SLACK_MS, is_empty
+from reconciler.plan.common import IMPORT_CLOCK_SLACK_MS, is_empty, new_tuple
 
 __all__ = ["FieldDecision", "FieldView", "SiRead", "decide", "read_si"]
 
 _UNSET: Any = object()
-# The named tuples below are made in the planner's innermost loop (every field of every planned pair):
-# ``_new(SiRead, (...))`` builds one without the generated __new__'s Python frame, at half the cost.
-_new = tuple.__new__
 
 
 class SiRead(NamedTuple):
@@ -76,21 +73,21 @@ def read_si(
     old = snap_si.get(name)
     if report is _UNSET:
         value = pending["value"] if pending is not None else old
-        return _new(SiRead, (known or pending is not None, value, False, False, pending, old))
+        return new_tuple(SiRead, (known or pending is not None, value, False, False, pending, old))
     if pending is None:
         changed = (not is_empty(report)) if not known else report != old
-        return _new(SiRead, (True, report, changed, False, None, report))
+        return new_tuple(SiRead, (True, report, changed, False, None, report))
     if report == pending.get("value"):
-        return _new(SiRead, (True, report, False, False, None, report))  # our echo: the wait is over
+        return new_tuple(SiRead, (True, report, False, False, None, report))  # our echo: the wait is over
     imported_ms = pending.get("imported_ms")
     if imported_ms is not None and report_ms > int(imported_ms) + IMPORT_CLOCK_SLACK_MS:
         # Exported after SI applied our update: SI's own, newer value.
-        return _new(SiRead, (True, report, report != old, False, None, report))
+        return new_tuple(SiRead, (True, report, report != old, False, None, report))
     stale = pending.get("stale")
     if stale is None or report in stale:
         # Older than our update: SI will hold our value once it imports it.
-        return _new(SiRead, (True, pending["value"], False, False, pending, report))
-    return _new(SiRead, (True, report, True, True, pending, report))
+        return new_tuple(SiRead, (True, pending["value"], False, False, pending, report))
+    return new_tuple(SiRead, (True, report, True, True, pending, report))
 
 
 class FieldView(NamedTuple):
@@ -122,11 +119,11 @@ def decide(view: FieldView) -> FieldDecision:
     si, zoho = view.si, view.zoho
     if view.direction == "si_to_zoho":
         if si.known and si.value != zoho and (si.changed or not is_empty(si.value)):
-            return _new(FieldDecision, ((si.value,), (), False))
+            return new_tuple(FieldDecision, ((si.value,), (), False))
         return _NOTHING
     if view.direction == "zoho_to_si":
         if si.concurrent or (si.value != zoho if si.known else zoho is not None):
-            return _new(FieldDecision, ((), (zoho,), False))
+            return new_tuple(FieldDecision, ((), (zoho,), False))
         return _NOTHING
     target = _both_target(view)
     if target is None:
@@ -136,7 +133,7 @@ def decide(view: FieldView) -> FieldDecision:
     (value,) = target
     to_zoho = (value,) if value != zoho else ()
     to_si = (value,) if si.concurrent or not si.known or si.value != value else ()
-    return _new(FieldDecision, (to_zoho, to_si, False))
+    return new_tuple(FieldDecision, (to_zoho, to_si, False))
 
 
 _CONFLICT: Any = object()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from reconciler import keys
 from reconciler.convert import to_zoho_json
 from reconciler.model import Action, LinkState, Park, Settle, SiExport, Snapshot, UpdateDeal, UpdateProject
-from reconciler.plan.common import canon_digest, digest, update_message_id
+from reconciler.plan.common import digest, update_message_id
 from reconciler.plan.notes import plan_notes
 from reconciler.plan.publish import publish_state, shown_status
 from reconciler.plan.reports import si_reports
@@ -87,7 +87,7 @@ def plan_pair(p: PairInputs, w: Lookups) -> PairPlan:
     if p.canon is not None:
         after = dict(p.canon)
         after.update({c.field: c.new for c in work.zoho_changes})
-        after_hash = w.spec.digest(after) if w.spec is not None else canon_digest(after)
+        after_hash = w.spec.digest(after)
     settle = Settle(
         deal_id,
         project_id,

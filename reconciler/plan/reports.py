@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from reconciler.mapping import FieldMap, Mapping
 from reconciler.model import SiExport
-from reconciler.plan.common import CO_FIELDS
+from reconciler.plan.common import CO_FIELDS, new_tuple
 
 __all__ = ["Report", "Reports", "si_reports"]
 
@@ -63,12 +63,11 @@ def si_reports(exports: Sequence[SiExport], mapping: Mapping, project_id: str, d
             return Reports(bad=f"SI project {project_id} (deal {deal_id}): field {fmap.si}: {exc}")
         ms = source.published_ms
         history = (*_history(group[:-1], fmap), (value, ms)) if len(group) > 1 else ((value, ms),)
-        fields[fmap.zoho] = _new(Report, (value, ms, source.current, history))
+        fields[fmap.zoho] = new_tuple(Report, (value, ms, source.current, history))
     return Reports(fields)
 
 
 _ABSENT: Any = object()
-_new = tuple.__new__  # a Report without its generated __new__ (one per reported field of every pair)
 
 
 def _published(export: SiExport) -> int:

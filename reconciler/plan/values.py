@@ -8,8 +8,8 @@ from typing import Any
 
 from reconciler import keys
 from reconciler.model import Conflict, FieldChange, Park, Snapshot
-from reconciler.plan.common import digest
-from reconciler.plan.fields import _UNSET, FieldDecision, FieldView, _new, decide, read_si
+from reconciler.plan.common import digest, new_tuple
+from reconciler.plan.fields import _UNSET, FieldDecision, FieldView, decide, read_si
 from reconciler.plan.reports import Report, Reports
 from reconciler.plan.work import Lookups, PairInputs, PairState, Work, add, failure
 
@@ -137,7 +137,7 @@ def decide_fields(p: PairInputs, heard: AbcMapping[str, Report], work: Work, w: 
         zoho = zoho_now.get(name)
         new = name not in snap.zoho
         changed = read and (new or zoho != snap.zoho[name])
-        view = _new(FieldView, (fmap.direction, fmap.on_conflict, zoho, changed, new, si))
+        view = new_tuple(FieldView, (fmap.direction, fmap.on_conflict, zoho, changed, new, si))
         decision = decide(view)
         if si.known:
             new_si[name] = si.value

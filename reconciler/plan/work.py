@@ -39,7 +39,7 @@ class Lookups:
     status_errors: AbcMapping[str, str]
     need_base: bool = False  # a base-project message needs a detail read (worked out once per plan)
     need_co: bool = False  # a change-order message does
-    spec: CanonSpec | None = None  # the paths a pair's canonical map holds (and hashes)
+    spec: CanonSpec = field(default_factory=lambda: CanonSpec(()))  # the paths a pair's canonical map holds
     by_zoho: AbcMapping[str, FieldMap] = field(default_factory=dict)  # mapped fields by Zoho name
     open_conflicts: frozenset[str] = frozenset()  # keys of conflicts waiting for a decision
 
