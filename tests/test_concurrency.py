@@ -11,13 +11,17 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 
-from reconciler.clients.http import RetryPolicy
+from reconciler.apply.book import Book
+from reconciler.apply.si_writes import SiWriter
+from reconciler.clients.http import HttpClient, RetryPolicy, TransientApiError
 from reconciler.clients.pool import Lanes
 from reconciler.context import build_context
 from reconciler.cycle import CycleOptions, run_cycle
 from reconciler.mapping import load_mapping
+from reconciler.model import Ack
 from reconciler.sim.harness import SimPair
 from reconciler.sim.wire import Wire
 from reconciler.store import Store
@@ -197,11 +201,11 @@ def test_the_same_calls_whatever_the_width(tmp_path: Any) -> None:
         (tmp_path / str(width)).mkdir()
         sims = _slow_pair()
         deals = _flag(sims, 12)
-        _run(sims, tmp_path / str(width), width)
+        assert _run(sims, tmp_path / str(width), width).exit_code == 0
         sims.si.import_pending()
         for deal in deals[:6]:
             sims.si.edit_project(sims.zoho.deals[deal]["SI_Project_ID"], Price=55.0)
-        _run(sims, tmp_path / str(width), width)
+        assert _run(sims, tmp_path / str(width), width).exit_code == 0
         ends.append((_si_calls(sims), sorted(str(sims.zoho.deals[d].get("Amount")) for d in deals)))
     assert ends[0] == ends[1]
 
@@ -254,3 +258,50 @@ def test_one_projects_acknowledgements_keep_their_order(tmp_path: Any) -> None:
     assert acked == published
     notes = [n["Note_Content"].split("\n\n")[0] for n in sims.zoho.notes_for(deals[0])]
     assert [n.split(".")[0] for n in notes] == ["Status: Pending", "Status: Approved", "Status: Completed"]
+
+
+def test_a_thread_that_gives_up_on_a_429_still_waits_out_the_pause_before_its_next_call() -> None:
+    """A 429 with Retry-After: 1 on the last attempt: the call gives up, and the API stays paused for
+    everyone, this thread included: its next request is not sent before the second is over."""
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        if len(sent) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={"message": "slow down"})
+        return httpx.Response(200, json={})
+
+    policy = RetryPolicy(attempts=1, initial_wait=0.01, max_wait=0.05, jitter=0, max_retry_after=5)
+    with httpx.Client(transport=httpx.MockTransport(answer), base_url="http://127.0.0.1") as raw:
+        http = HttpClient(raw, policy=policy)
+        with pytest.raises(TransientApiError):
+            http.request("si.publish", "POST", "/Publish/Projects", json={})
+        http.request("si.list", "GET", "/Subscribe/Projects")
+    assert len(sent) == 2
+    assert sent[1] - sent[0] >= 0.9, f"sent again after {sent[1] - sent[0]:.2f} s of a 1 s pause"
+
+
+class _StopAfterFirstAck:
+    """An SI client whose first acknowledgement is followed by a stop request (SIGTERM mid-acks)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.acked: list[str] = []
+
+    def mark_imported_by_message(self, message_id: str, published_ms: int) -> None:
+        self.acked.append(message_id)
+        self.stop.set()
+
+
+def test_a_stop_between_one_projects_acknowledgements_leaves_the_rest_for_the_rerun(tmp_path: Any) -> None:
+    """Acks of one project go out one by one; a stop requested after the first sends no more of them
+    (they are acknowledged by the next cycle) and the cycle reports it stopped, not that acks failed."""
+    stop = threading.Event()
+    si = _StopAfterFirstAck(stop)
+    store = Store.open(tmp_path / "r.db")
+    book = Book(store, cycle_id=None, stop=stop)
+    writer = SiWriter(si, load_mapping(DEFAULT_MAPPING), book, Lanes(1))  # type: ignore[arg-type]
+    writer.ack_all([Ack("P1", "1", ms, f"m{ms}") for ms in (1, 2, 3)])
+    store.close()
+    assert si.acked == ["m1"]
+    assert book.result.stopped and book.result.counts["ack.failed"] == 0 and not book.result.failed

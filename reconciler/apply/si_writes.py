@@ -26,6 +26,7 @@ from typing import Any
 from reconciler import keys
 from reconciler.apply.book import Book
 from reconciler.apply.zoho_writes import DealWrite
+from reconciler.clients.http import CycleBudgetSpent
 from reconciler.clients.pool import Done, Lanes
 from reconciler.clients.si import PublishResult, SiClient
 from reconciler.errors import ApiError, StopRequested
@@ -197,6 +198,8 @@ class SiWriter:
             for ack, error in outcome.value or []:
                 if isinstance(error, StopRequested):
                     self.book.result.stopped = True
+                elif isinstance(error, CycleBudgetSpent):
+                    self.book.stopping()  # records the overrun; the message is acknowledged next cycle
                 elif error is None:
                     self.book.result.counts["ack.applied"] += 1
                 else:
@@ -206,12 +209,14 @@ class SiWriter:
     def _ack_project(self, acks: list[Ack]) -> list[tuple[Ack, ApiError | StopRequested | None]]:
         out: list[tuple[Ack, ApiError | StopRequested | None]] = []
         for ack in acks:
+            if self.book.stopping():  # a stop or a spent budget: the rest are acknowledged by the rerun
+                break
             try:
                 if ack.message_id:
                     self.si.mark_imported_by_message(ack.message_id, ack.published_ms)
                 else:
                     self.si.mark_imported(ack.project_id, ack.co_number, ack.published_ms)
-            except StopRequested as exc:  # the rest of this project's messages wait for the rerun
+            except (StopRequested, CycleBudgetSpent) as exc:  # the rest of this project's wait for the rerun
                 out.append((ack, exc))
                 break
             except ApiError as exc:

@@ -104,6 +104,7 @@ class _Deadlines(threading.local):
     exchange: float | None = None
     stop: threading.Event | None = None
     waited_until: float = 0.0
+    asked_until: float = 0.0  # the pause the last 429 asked for; waited only if tenacity then sleeps
 
 
 class _DeadlineStream(httpx.SyncByteStream):
@@ -310,18 +311,19 @@ class HttpClient:
         if isinstance(exc, RetryableStatus) and (exc.status == 429 or exc.retry_after is not None):
             until = self._clock() + wait
             self._pauses.extend(exc.endpoint, until)  # the whole API waits, every thread
-            self._local.waited_until = until  # this thread waits it out in tenacity's sleep
+            self._local.asked_until = until  # waited out in tenacity's sleep, if it sleeps (before_sleep)
         return wait
 
     def _await_pause(self, endpoint: str, deadline: float) -> None:
         """Before sending: wait out a pause another thread's 429 or ``Retry-After`` set on this API."""
-        until = self._pauses.until(endpoint)
-        wait = until - self._clock()
-        if wait <= 0 or until <= self._local.waited_until:  # past, or this thread's own wait
-            return
-        if self._clock() + wait >= deadline:
-            raise TransientApiError(endpoint, "the API asked to wait past this call's time budget", 429)
-        self._sleep(wait)
+        while True:  # again after each sleep: another thread's 429 may have lengthened the pause
+            until = self._pauses.until(endpoint)
+            wait = until - self._clock()
+            if wait <= 0 or until <= self._local.waited_until:  # past, or this thread's own wait
+                return
+            if self._clock() + wait >= deadline:
+                raise TransientApiError(endpoint, "the API asked to wait past this call's time budget", 429)
+            self._sleep(wait)
 
     def _stop_when(self, deadline: float) -> Callable[[RetryCallState], bool]:
         """Give up after the last attempt, or when the next wait would end past the call's deadline."""
@@ -338,6 +340,9 @@ class HttpClient:
 
     def _before_sleep(self, endpoint: str) -> Callable[[RetryCallState], None]:
         def log(state: RetryCallState) -> None:
+            # tenacity works out the wait before it decides to stop: only now is the pause really taken.
+            if self._local.asked_until:
+                self._local.waited_until, self._local.asked_until = self._local.asked_until, 0.0
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             event(
