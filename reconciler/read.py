@@ -314,12 +314,13 @@ def _store_view(ctx: Context, got: _Read) -> tuple[dict[str, Snapshot], dict[str
     """Snapshots and intents of exactly the pairs this input touches (plus every open intent)."""
     store = ctx.store
     intents = store.open_intents()
-    retried = {i.deal_id for i in intents.values() if i.status == keys.RETRY and i.deal_id}
-    for intent in intents.values():
-        if intent.status == keys.RETRY and intent.project_id:
-            more = store.links_where(project_ids=[intent.project_id])
-            got.links.update(more)
-    got.links.update(store.links_where(deal_ids=retried))
+    requeued = [i for i in intents.values() if i.status == keys.RETRY]
+    got.links.update(
+        store.links_where(
+            deal_ids={i.deal_id for i in requeued if i.deal_id},
+            project_ids={i.project_id for i in requeued if i.project_id},
+        )
+    )
     deal_ids = set(got.links) | {d.id for d in got.deals}
     snapshots = store.snapshots(deal_ids)
     pending = store.pending_snapshots()
