@@ -21,6 +21,16 @@ VERSIONS = sorted(
 )
 
 
+def _indexes(db: Path) -> dict[str, str]:
+    """Index name -> its SQL (the ones a migration creates; SQLite's automatic ones have none)."""
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("select name, sql from sqlite_master where type='index' and sql is not null")
+        return {name: " ".join(sql.split()) for name, sql in rows}
+    finally:
+        con.close()
+
+
 def _schema(db: Path) -> dict[str, set[str]]:
     """Table -> column names (what the code can rely on), without SQLite's own tables."""
     con = sqlite3.connect(db)
@@ -87,5 +97,6 @@ def test_every_recorded_version_migrates_to_the_current_one_with_its_data(
 
     seeded_store(tmp_path / "fresh.db").close()
     assert _schema(old) == _schema(tmp_path / "fresh.db")
+    assert _indexes(old) == _indexes(tmp_path / "fresh.db")  # the cycle's indexes, v3's partial one too
     after = _counts(old)
     assert all(after[table] >= rows for table, rows in before.items()), (before, after)
