@@ -297,7 +297,9 @@ def _current_state(ctx: Context, active: frozenset[str], got: _Read) -> list[SiE
 
     current = []
     for done in ctx.lanes.run(sorted(newest.items()), state):
-        project_id, export = done.item[0][0], done.value or done.item[1]
+        project_id, export = done.item[0][0], done.value
+        if export is None:  # no go_on and no catch: every group's call ran and returned its export
+            raise AssertionError(f"SI project {project_id}: the read of its current state returned nothing")
         if export.problem is not None:
             got.problems[keys.deep_read(project_id)] = (
                 f"SI project {project_id}: its current state cannot be read: {export.problem}"

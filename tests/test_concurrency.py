@@ -305,3 +305,35 @@ def test_a_stop_between_one_projects_acknowledgements_leaves_the_rest_for_the_re
     store.close()
     assert si.acked == ["m1"]
     assert book.result.stopped and book.result.counts["ack.failed"] == 0 and not book.result.failed
+
+
+class _TimedAcks:
+    """An SI client that records when each acknowledgement starts and ends; ``slow`` ones take 0.2 s."""
+
+    def __init__(self, slow: set[str]) -> None:
+        self.slow = slow
+        self.calls: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def mark_imported_by_message(self, message_id: str, published_ms: int) -> None:
+        start = time.monotonic()
+        time.sleep(0.2 if message_id in self.slow else 0.01)
+        with self.lock:
+            self.calls[message_id] = (start, time.monotonic())
+
+
+def test_a_projects_next_acknowledgement_waits_for_its_slow_first_one(tmp_path: Any) -> None:
+    """Four lanes: project P's first ack is slow; P's next acks start only after it ended (in order),
+    while the other projects' acks run beside it."""
+    si = _TimedAcks(slow={"p1"})
+    store = Store.open(tmp_path / "r.db")
+    book = Book(store, cycle_id=None, stop=threading.Event())
+    writer = SiWriter(si, load_mapping(DEFAULT_MAPPING), book, Lanes(4))  # type: ignore[arg-type]
+    acks = [Ack("P", "1", ms, f"p{ms}") for ms in (1, 2, 3)]
+    acks += [Ack(project, None, 1, f"{project.lower()}1") for project in ("Q", "R")]
+    writer.ack_all(acks)
+    store.close()
+    calls = si.calls
+    assert book.result.counts["ack.applied"] == 5
+    assert calls["p1"][1] <= calls["p2"][0] and calls["p2"][1] <= calls["p3"][0]
+    assert calls["q1"][1] < calls["p1"][1] and calls["r1"][1] < calls["p1"][1]  # beside P, not after it
