@@ -21,6 +21,8 @@ key                          what it stands for
 ``read:message:<msg>``       an SI export message missing the fields that identify it
 ``status:message:<msg>``     one of our SI messages whose status SI cannot tell
 ``deep:project:<proj>``      SI's current state of the project cannot be read (``reconcile --deep``)
+``ack:message:<msg>``        SI refuses to acknowledge one of its export messages (it comes back until it
+                             is acknowledged; ``ack:project:<proj>:<co>`` for one without a MessageId)
 ===========================  ===========================================================================
 """
 
@@ -126,3 +128,12 @@ def lost_status(message_id: str) -> str:
 
 def deep_read(project_id: str) -> str:
     return f"deep:project:{project_id}"
+
+
+ACKS = "ack:"  # what every acknowledgement key starts with
+
+
+def ack(message_id: str | None, project_id: str, co_number: str | None) -> str:
+    if message_id:
+        return f"ack:message:{message_id}"
+    return f"ack:project:{project_id}:{_part(co_number or '')}"

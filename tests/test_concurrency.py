@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler import keys
 from reconciler.apply.book import Book
 from reconciler.apply.si_writes import SiWriter
 from reconciler.clients.http import HttpClient, RetryPolicy, TransientApiError
@@ -337,3 +338,42 @@ def test_a_projects_next_acknowledgement_waits_for_its_slow_first_one(tmp_path: 
     assert book.result.counts["ack.applied"] == 5
     assert calls["p1"][1] <= calls["p2"][0] and calls["p2"][1] <= calls["p3"][0]
     assert calls["q1"][1] < calls["p1"][1] and calls["r1"][1] < calls["p1"][1]  # beside P, not after it
+
+
+class _RefusingAcks:
+    """An SI client that refuses every acknowledgement while ``refuse`` is set."""
+
+    def __init__(self) -> None:
+        self.refuse = True
+
+    def mark_imported_by_message(self, message_id: str, published_ms: int) -> None:
+        if self.refuse:
+            raise TransientApiError("si.mark_imported", "HTTP 500: the message is locked", 500)
+
+
+def test_an_ack_si_keeps_refusing_is_parked_and_clears_once_it_goes_through(
+    tmp_path: Any,
+) -> None:
+    """A failing ack is an item, not only a line in one cycle's failures: one attempt a cycle on
+    ack:message:<id>, parked after MAX_ATTEMPTS (shown by `status`), and settled once SI accepts it."""
+    si = _RefusingAcks()
+    store = Store.open(tmp_path / "r.db")
+    key = keys.ack("m1", "P", None)
+
+    def one_cycle() -> Book:
+        book = Book(store, cycle_id=None, stop=threading.Event())
+        SiWriter(si, load_mapping(DEFAULT_MAPPING), book, Lanes(1)).ack_all([Ack("P", None, 1, "m1")])  # type: ignore[arg-type]
+        return book
+
+    first = one_cycle()
+    assert [k for k, _ in first.result.failed] == [key] and "locked" in first.result.failed[0][1]
+    for _ in range(keys.MAX_ATTEMPTS - 2):
+        assert one_cycle().result.failed
+    last = one_cycle()
+    assert [k for k, _ in last.result.parked] == [key] and not last.result.failed
+    assert [i.key for i in store.parked()] == [key]
+
+    si.refuse = False
+    assert one_cycle().result.counts["ack.applied"] == 1
+    assert store.parked() == [] and store.intent(key).status == keys.DONE  # type: ignore[union-attr]
+    store.close()

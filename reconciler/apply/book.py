@@ -125,6 +125,34 @@ class Book:
             event("action.failed", "WARNING", key=key, error=message)
         self._advance(key)
 
+    def ack_failed(self, key: str, project_id: str, error: ApiError) -> None:
+        """SI refused to acknowledge a message: one attempt counted on ``ack:…`` (its message comes back
+        and is acknowledged again next cycle), parked once permanent or out of attempts, so that a message
+        SI never lets go of shows in ``status`` and the alerts rather than only in one cycle's failures."""
+        message = f"SI project {project_id}: acknowledging its export message failed: {error}"
+        with self.store.atomic():
+            earlier = self.store.intent(key)
+            attempts = earlier.attempts if earlier is not None and earlier.status == keys.PENDING else 0
+            park = isinstance(error, PermanentApiError) or attempts + 1 >= keys.MAX_ATTEMPTS
+            self.store.record_failure(
+                key,
+                "ack",
+                message,
+                deal_id=None,
+                project_id=project_id,
+                input_hash="",
+                cycle_id=self.cycle_id,
+                park=park,
+            )
+        if park:
+            self.result.parked.append((key, message))
+            self.result.counts["ack.parked"] += 1
+            event("action.parked", "WARNING", key=key, error=message)
+        else:
+            self.result.failed.append((key, message))
+            self.result.counts["ack.failed"] += 1
+            event("action.failed", "WARNING", key=key, error=message)
+
     def parked(self, key: str, kind: str, message: str) -> None:
         """The planner parked an item (bad input, a conflict, a failed read out of attempts)."""
         self.finished.add(key)

@@ -193,18 +193,25 @@ class SiWriter:
         by_project: dict[str, list[Ack]] = defaultdict(list)
         for ack in acks:
             by_project[ack.project_id].append(ack)
+        failing = {  # acks that failed in earlier cycles (pending or parked)
+            key
+            for key, intent in (self.book.store.intents_with_prefixes([keys.ACKS]) if acks else {}).items()
+            if intent.status in keys.OPEN
+        }
         done = self.lanes.run(list(by_project.values()), self._ack_project, go_on=self._go_on)
         for outcome in done:
             for ack, error in outcome.value or []:
+                key = keys.ack(ack.message_id, ack.project_id, ack.co_number)
                 if isinstance(error, StopRequested):
                     self.book.result.stopped = True
                 elif isinstance(error, CycleBudgetSpent):
                     self.book.stopping()  # records the overrun; the message is acknowledged next cycle
                 elif error is None:
                     self.book.result.counts["ack.applied"] += 1
+                    if key in failing:  # it failed before: no longer an item waiting for anyone
+                        self.book.store.finish_intent(key)
                 else:
-                    self.book.result.failed.append((f"ack:{ack.message_id or ack.project_id}", str(error)))
-                    self.book.result.counts["ack.failed"] += 1
+                    self.book.ack_failed(key, ack.project_id, error)
 
     def _ack_project(self, acks: list[Ack]) -> list[tuple[Ack, ApiError | StopRequested | None]]:
         out: list[tuple[Ack, ApiError | StopRequested | None]] = []
