@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from reconciler import keys
 from reconciler.errors import ApiError, PermanentApiError
@@ -53,6 +53,22 @@ class ApplyResult:
     def clean(self) -> bool:
         """Nothing left for a later cycle: no transient failure, no stop."""
         return not self.failed and not self.stopped and not self.overran
+
+
+class Intended(Protocol):
+    """What an intent row is begun from: any planned write (or a deal write of one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def deal_id(self) -> str | None: ...
+    @property
+    def project_id(self) -> str | None: ...
+    @property
+    def input_hash(self) -> str: ...
+
+
+W = TypeVar("W", bound=Intended)
 
 
 class Book:
@@ -124,6 +140,21 @@ class Book:
             self.result.counts[f"{kind}.failed"] += 1
             event("action.failed", "WARNING", key=key, error=message)
         self._advance(key)
+
+    def begin(self, actions: Iterable[W], kind: str, payload: Callable[[W], Mapping[str, Any]]) -> None:
+        """Begin the intents of a group of writes in one transaction, before any of their calls: each is
+        durable before its call, whatever the order in which the lanes then send them."""
+        with self.store.atomic():
+            for action in actions:
+                self.store.begin_intent(
+                    action.key,
+                    kind,
+                    deal_id=action.deal_id,
+                    project_id=action.project_id,
+                    payload=payload(action),
+                    input_hash=action.input_hash,
+                    cycle_id=self.cycle_id,
+                )
 
     def ack_failed(self, key: str, project_id: str, error: ApiError) -> None:
         """SI refused to acknowledge a message: one attempt counted on ``ack:…`` (its message comes back

@@ -63,24 +63,18 @@ class SiWriter:
     def create_all(self, creates: Sequence[CreateProject]) -> list[DealWrite]:
         """Publish each create (unless done before), record the ids; returns the deals' write-backs."""
         store, book = self.book.store, self.book
-        with store.atomic():
-            for action in creates:
-                store.begin_intent(
-                    action.key,
-                    "create",
-                    deal_id=action.deal_id,
-                    project_id=action.project_id,
-                    payload={
-                        "guid": action.guid,
-                        "body": dict(action.body),
-                        "zoho_values": dict(action.zoho_values),
-                        "si_values": dict(action.si_values),
-                        "zoho_hash_after": action.zoho_hash_after,
-                        "record": dict(action.record),
-                    },
-                    input_hash=action.input_hash,
-                    cycle_id=book.cycle_id,
-                )
+        book.begin(
+            creates,
+            "create",
+            lambda action: {
+                "guid": action.guid,
+                "body": dict(action.body),
+                "zoho_values": dict(action.zoho_values),
+                "si_values": dict(action.si_values),
+                "zoho_hash_after": action.zoho_hash_after,
+                "record": dict(action.record),
+            },
+        )
         to_publish = [a for a in creates if a.project_id is None]
         done = self.lanes.each(
             to_publish, lambda a: self.si.publish_project(a.body), catch=_CAUGHT, go_on=self._go_on
@@ -139,17 +133,11 @@ class SiWriter:
     def update_all(self, updates: Sequence[UpdateProject]) -> dict[str, str]:
         """Send each update; returns planned ``MessageId`` -> the one SI acknowledged, for those sent."""
         store, book = self.book.store, self.book
-        with store.atomic():
-            for action in updates:
-                store.begin_intent(
-                    action.key,
-                    "update_project",
-                    deal_id=action.deal_id,
-                    project_id=action.project_id,
-                    payload={"fields": [list(f) for f in action.fields], "message_id": action.message_id},
-                    input_hash=action.input_hash,
-                    cycle_id=book.cycle_id,
-                )
+        book.begin(
+            updates,
+            "update_project",
+            lambda action: {"fields": [list(f) for f in action.fields], "message_id": action.message_id},
+        )
         done = self.lanes.each(
             updates,
             lambda a: self.si.update_project(a.project_id, a.fields, message_id=a.message_id),

@@ -59,18 +59,8 @@ class ZohoWriter:
 
     def write_deals(self, writes: Sequence[DealWrite]) -> None:
         store, book = self.book.store, self.book
-        with store.atomic():
-            for write in writes:
-                if write.action != "create":  # a create's intent is already open
-                    store.begin_intent(
-                        write.key,
-                        "update_deal",
-                        deal_id=write.deal_id,
-                        project_id=write.project_id,
-                        payload={"record": write.record},
-                        input_hash=write.input_hash,
-                        cycle_id=book.cycle_id,
-                    )
+        updates = [write for write in writes if write.action != "create"]  # a create's intent is open already
+        book.begin(updates, "update_deal", lambda write: {"record": write.record})
         for start in range(0, len(writes), keys.ZOHO_WRITE_BATCH):
             batch = writes[start : start + keys.ZOHO_WRITE_BATCH]
             if book.stopping():
@@ -116,22 +106,16 @@ class ZohoWriter:
     def add_notes(self, notes: Sequence[AddNote]) -> None:
         store, book = self.book.store, self.book
         to_post: list[AddNote] = []
-        with store.atomic():
-            for note in notes:
-                store.begin_intent(
-                    note.key,
-                    "note",
-                    deal_id=note.deal_id,
-                    project_id=note.project_id,
-                    payload={
-                        "title": note.title,
-                        "content": note.content,
-                        "co_number": note.co_number,
-                        "co_status": note.co_status,
-                    },
-                    input_hash=note.input_hash,
-                    cycle_id=book.cycle_id,
-                )
+        book.begin(
+            notes,
+            "note",
+            lambda note: {
+                "title": note.title,
+                "content": note.content,
+                "co_number": note.co_number,
+                "co_status": note.co_status,
+            },
+        )
         blanked = [note for note in notes if note.blanked]
         if blanked:  # counted once per cycle: a value with no single text form was shown empty
             fields = sorted({name for note in blanked for name in note.blanked})
