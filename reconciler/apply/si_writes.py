@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler import keys
@@ -44,7 +44,7 @@ class SiWriter:
     si: SiClient
     mapping: Mapping
     book: Book
-    lanes: Lanes = field(default_factory=Lanes)
+    lanes: Lanes  # the Applier's (one lane unless the settings say otherwise)
 
     def _go_on(self) -> bool:
         return not self.book.stopping()
@@ -225,4 +225,6 @@ _CAUGHT = (ApiError, StopRequested)
 
 
 def _api_error(error: BaseException | None) -> ApiError | str:
+    if error is None:
+        return "SI answered without the result the call returns"  # a call that returned nothing
     return error if isinstance(error, ApiError) else str(error)
